@@ -1,0 +1,221 @@
+"""The run directory: its config record, atomic checkpoints, and loading G for inference.
+
+Layout of a run dir:
+  config.json                 model shape, emotions, training flags (refuses incompatible reuse)
+  checkpoints/ckpt-<step>.npz  G, D, both optimizers (step = D optimizer's iteration count)
+  samples/step-<step>.png     sample grids
+  logs/                       TensorBoard events
+  report/                     evaluation report (synthetic data)
+
+Checkpoints are plain .npz files (one array per variable plus a JSON manifest) written to
+a temporary name, fsynced and renamed, so a kill at any moment leaves either the old or the
+new file, never half of one. They load the same under any Keras backend.
+"""
+
+import dataclasses
+import json
+import os
+import re
+import zipfile
+from collections.abc import Sequence
+
+import numpy as np
+from absl import logging
+
+from faceexpr_tf import models
+
+CONFIG_FILE = "config.json"
+CHECKPOINT_DIR = "checkpoints"
+_CKPT_RE = re.compile(r"^ckpt-(\d+)\.npz$")
+_FORMAT_VERSION = 1
+
+
+class RunDirError(Exception):
+  """A run dir that cannot be used; the message is one line for the user."""
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+  model: models.ModelConfig
+  emotions: tuple[str, ...]
+  training: dict = dataclasses.field(default_factory=dict)
+
+  def to_json(self) -> str:
+    return json.dumps({"format": _FORMAT_VERSION, "model": dataclasses.asdict(self.model),
+                       "emotions": list(self.emotions), "training": self.training},
+                      indent=2, sort_keys=True)
+
+
+def read_config(run_dir: str) -> RunConfig:
+  path = os.path.join(run_dir, CONFIG_FILE)
+  if not os.path.isdir(run_dir):
+    raise RunDirError(f"{run_dir}: no such run directory")
+  try:
+    with open(path) as f:
+      raw = json.load(f)
+    return RunConfig(models.ModelConfig(**raw["model"]), tuple(raw["emotions"]),
+                     raw.get("training", {}))
+  except FileNotFoundError:
+    raise RunDirError(f"{path}: missing; is {run_dir} a faceexpr-tf run directory?") from None
+  except (ValueError, KeyError, TypeError) as e:
+    raise RunDirError(f"{path}: unreadable run config ({e})") from None
+
+
+def _write_atomic(path: str, write):
+  tmp = path + ".tmp"
+  with open(tmp, "wb") as f:
+    write(f)
+    f.flush()
+    os.fsync(f.fileno())
+  os.replace(tmp, path)
+
+
+def prepare_run_dir(run_dir: str, config: RunConfig) -> bool:
+  """Creates run_dir with config.json, or checks an existing one matches.
+
+  Returns True when the run dir already held a run (so training resumes). Training flags
+  (learning rate, epochs...) may change between resumes; model shape and emotions may not.
+  """
+  path = os.path.join(run_dir, CONFIG_FILE)
+  if os.path.exists(path):
+    old = read_config(run_dir)
+    diffs = [f"{k}={getattr(old.model, k)!r} (now {getattr(config.model, k)!r})"
+             for k in dataclasses.asdict(config.model)
+             if getattr(old.model, k) != getattr(config.model, k)]
+    if old.emotions != config.emotions:
+      diffs.append(f"emotions={','.join(old.emotions)} (now {','.join(config.emotions)})")
+    if diffs:
+      raise RunDirError(
+          f"{run_dir} holds a run with different model flags: {'; '.join(diffs)}. "
+          "Use those flags to resume it, or pick a new --run_dir.")
+    return True
+  os.makedirs(run_dir, exist_ok=True)
+  _write_atomic(path, lambda f: f.write(config.to_json().encode()))
+  return False
+
+
+def checkpoint_dir(run_dir: str) -> str:
+  return os.path.join(run_dir, CHECKPOINT_DIR)
+
+
+def list_checkpoints(run_dir: str) -> list[tuple[int, str]]:
+  """[(step, path)] oldest first."""
+  directory = checkpoint_dir(run_dir)
+  if not os.path.isdir(directory):
+    return []
+  found = [(int(m.group(1)), os.path.join(directory, name))
+           for name in os.listdir(directory) if (m := _CKPT_RE.match(name))]
+  return sorted(found)
+
+
+def save_checkpoint(run_dir: str, step: int, groups: dict[str, Sequence],
+                    meta: dict | None = None, keep: int = 3) -> str:
+  """Writes groups {name: [variables]} as ckpt-<step>.npz; keeps the newest `keep`."""
+  os.makedirs(checkpoint_dir(run_dir), exist_ok=True)
+  arrays, manifest = {}, {}
+  for group, variables in groups.items():
+    manifest[group] = []
+    for i, var in enumerate(variables):
+      arrays[f"{group}/{i:04d}"] = np.asarray(var)
+      manifest[group].append(getattr(var, "path", str(i)))
+  header = {"format": _FORMAT_VERSION, "step": int(step), "variables": manifest,
+            **(meta or {})}
+  arrays["__meta__"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
+  path = os.path.join(checkpoint_dir(run_dir), f"ckpt-{step:09d}.npz")
+  _write_atomic(path, lambda f: np.savez(f, **arrays))
+  for _, old in list_checkpoints(run_dir)[:-keep]:
+    os.remove(old)
+  return path
+
+
+def read_checkpoint(path: str, groups: Sequence[str]) -> tuple[dict, dict[str, list]]:
+  """Reads the named groups from a checkpoint: (meta, {group: [arrays]}).
+
+  Raises RunDirError for a missing, truncated or corrupt file (CRCs are checked).
+  """
+  try:
+    with np.load(path) as npz:
+      meta = json.loads(npz["__meta__"].tobytes().decode())
+      out = {}
+      for group in groups:
+        count = len(meta["variables"][group])
+        out[group] = [npz[f"{group}/{i:04d}"] for i in range(count)]
+      return meta, out
+  except FileNotFoundError:
+    raise RunDirError(f"{path}: no such checkpoint") from None
+  except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
+    raise RunDirError(f"{path}: corrupt or incomplete checkpoint ({type(e).__name__}: {e})"
+                      ) from None
+
+
+def assign(variables: Sequence, arrays: Sequence[np.ndarray], what: str):
+  """Assigns arrays to variables, checking count and shapes first (all or nothing)."""
+  if len(variables) != len(arrays):
+    raise RunDirError(f"{what}: checkpoint has {len(arrays)} variables, model has "
+                      f"{len(variables)}")
+  for var, value in zip(variables, arrays):
+    if tuple(var.shape) != tuple(value.shape):
+      raise RunDirError(f"{what}: variable {var.path} has shape {tuple(var.shape)}, "
+                        f"checkpoint has {tuple(value.shape)}")
+  for var, value in zip(variables, arrays):
+    var.assign(value)
+
+
+def restore_latest(run_dir: str, groups: dict[str, Sequence]) -> dict | None:
+  """Loads the newest readable checkpoint into groups {name: [variables]}.
+
+  A corrupt newest checkpoint is skipped with a warning and the one before it is used.
+  Returns its meta dict, or None when the run dir has no checkpoint.
+  """
+  candidates = list_checkpoints(run_dir)
+  for step, path in reversed(candidates):
+    try:
+      meta, arrays = read_checkpoint(path, list(groups))
+    except RunDirError as e:
+      logging.warning("%s; falling back to the previous checkpoint", e)
+      continue
+    for name, variables in groups.items():
+      assign(variables, arrays[name], f"{path} [{name}]")
+    logging.info("Restored %s (step %d)", path, step)
+    return meta
+  if candidates:
+    raise RunDirError(f"{checkpoint_dir(run_dir)}: no readable checkpoint "
+                      f"(all {len(candidates)} are corrupt)")
+  return None
+
+
+def resolve_checkpoint(run_dir: str, checkpoint: str | int | None = None) -> str:
+  """A checkpoint path from a run dir: the newest, a step number, or an explicit path."""
+  if checkpoint is not None and os.path.isfile(str(checkpoint)):
+    return str(checkpoint)
+  found = list_checkpoints(run_dir)
+  if not found:
+    raise RunDirError(f"{run_dir}: no checkpoints yet (train first)")
+  if checkpoint is None:
+    return found[-1][1]
+  by_step = dict(found)
+  if int(checkpoint) not in by_step:
+    raise RunDirError(f"{run_dir}: no checkpoint for step {checkpoint} "
+                      f"(have {', '.join(str(s) for s, _ in found)})")
+  return by_step[int(checkpoint)]
+
+
+def load_generator(run_dir: str, checkpoint: str | int | None = None
+                   ) -> tuple[models.Generator, RunConfig, int]:
+  """Builds G from a run dir's config and loads its weights: (generator, config, step).
+
+  With checkpoint=None the newest readable checkpoint is used (a corrupt newest one falls
+  back to the previous with a warning).
+  """
+  config = read_config(run_dir)
+  generator = models.Generator(config.model)
+  generator.build()
+  if checkpoint is not None:
+    path = resolve_checkpoint(run_dir, checkpoint)
+    meta, arrays = read_checkpoint(path, ["generator"])
+    assign(generator.weights, arrays["generator"], path)
+  else:
+    meta = restore_latest(run_dir, {"generator": generator.weights})
+    if meta is None:
+      raise RunDirError(f"{run_dir}: no checkpoints yet (train first)")
+  return generator, config, int(meta["step"])
