@@ -1,0 +1,61 @@
+"""faceexpr-tf command line: python main.py <mode> [--flags]  (mode defaults to train).
+
+Modes:
+  train      train StarGAN on FER2013 / an image folder / the built-in synthetic faces
+  evaluate   score a run's generator (synthetic ground truth, D's accuracy) and write a report
+  export     SavedModel for TF Serving, or .tflite for mobile
+  translate  change the expression of faces in your own photos
+
+Each mode defines its flags next to the code that uses them; `python main.py <mode> --help`
+lists them, and `--flagfile=flags/<name>.flags` loads a named configuration.
+"""
+
+import importlib
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # hide TF's C++ start-up chatter
+
+MODES = {
+    "train": "faceexpr_tf.training",
+    "evaluate": "faceexpr_tf.evaluate",
+    "export": "faceexpr_tf.export",
+    "translate": "faceexpr_tf.translate",
+}
+
+
+def _split_mode(argv):
+  """Picks the mode word out of argv (anywhere before the flags end); default train."""
+  for i, arg in enumerate(argv[1:], start=1):
+    if arg == "--":
+      break
+    if not arg.startswith("-"):
+      if arg in MODES:
+        return arg, argv[:i] + argv[i + 1:]
+      sys.stderr.write(f"error: unknown mode {arg!r} (choose from {', '.join(MODES)})\n")
+      sys.exit(2)
+  return "train", argv
+
+
+def main():
+  mode, argv = _split_mode(sys.argv)
+  # Importing the mode's module defines its flags (and only its flags).
+  module = importlib.import_module(MODES[mode])
+  from absl import app
+  from faceexpr_tf import errors
+
+  def run(unused_argv):
+    try:
+      return module.run()
+    except errors.UserError as e:
+      sys.stderr.write(f"error: {e}\n")
+      return 2
+    except KeyboardInterrupt:
+      sys.stderr.write("interrupted\n")
+      return 130
+
+  app.run(run, argv=argv)
+
+
+if __name__ == "__main__":
+  main()
