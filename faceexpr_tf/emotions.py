@@ -2,13 +2,15 @@
 
 from collections.abc import Iterable, Sequence
 
+from faceexpr_tf import errors
+
 # FER2013's `emotion` column: the label id is the index in this tuple.
 FER2013_EMOTIONS = ("Angry", "Disgust", "Fear", "Happy", "Sad", "Surprise", "Neutral")
 # The paper's four classes; class id = position in this tuple.
 DEFAULT_EMOTIONS = ("Angry", "Happy", "Sad", "Surprise")
 
 
-class UnknownEmotionError(ValueError):
+class UnknownEmotionError(errors.UserError, ValueError):
   pass
 
 

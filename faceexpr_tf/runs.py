@@ -22,6 +22,7 @@ from collections.abc import Sequence
 import numpy as np
 from absl import logging
 
+from faceexpr_tf import errors
 from faceexpr_tf import models
 
 CONFIG_FILE = "config.json"
@@ -30,7 +31,7 @@ _CKPT_RE = re.compile(r"^ckpt-(\d+)\.npz$")
 _FORMAT_VERSION = 1
 
 
-class RunDirError(Exception):
+class RunDirError(errors.UserError):
   """A run dir that cannot be used; the message is one line for the user."""
 
 
