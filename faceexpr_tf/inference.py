@@ -1,0 +1,425 @@
+"""One interface over every saved form of the generator: run dir, SavedModel, .tflite.
+
+    translator = inference.load_translator("runs/fer")      # or exports/faceexpr, x.tflite
+    out = translator.translate(faces_uint8, target_ids)     # [N, H, W, C] uint8
+    grid = translator.translate_all(faces_uint8)            # [N, K, H, W, C] uint8
+
+All three take and return uint8 pixels; the [-1, 1] float range the networks use stays in
+here (`to_model_range` / `to_uint8`), so callers never convert by hand and every form
+rounds the same way.
+"""
+
+import abc
+import json
+import os
+import re
+from collections.abc import Sequence
+
+import numpy as np
+from absl import logging
+
+from faceexpr_tf import emotions as emotions_lib
+from faceexpr_tf import errors
+from faceexpr_tf import runs
+
+SAVED_MODEL_FILE = "saved_model.pb"
+TRANSLATE_SIGNATURE = "translate_ids"
+METADATA_SIGNATURE = "metadata"
+_VERSION_RE = re.compile(r"^\d+$")
+# export.py names a .tflite `<model_name>_<quant>.tflite` and its labels
+# `<model_name>_labels.txt`.
+_QUANT_SUFFIX_RE = re.compile(r"_(float32|float16|int8|none)$")
+# Images per forward pass: bounds memory for big inputs without slowing small ones.
+_BATCH = 64
+
+
+class ModelLoadError(errors.UserError):
+  """A --model path that is missing, of an unknown kind, or corrupt; names the path."""
+
+
+def to_model_range(images: np.ndarray) -> np.ndarray:
+  """uint8 pixels [0, 255] -> float32 [-1, 1], as the generator was trained."""
+  return np.asarray(images, np.float32) / 127.5 - 1.0
+
+
+def to_uint8(images) -> np.ndarray:
+  """Float [-1, 1] -> uint8 [0, 255], rounded to nearest and clipped."""
+  pixels = (np.asarray(images, np.float32) + 1.0) * 127.5
+  return np.clip(np.rint(pixels), 0, 255).astype(np.uint8)
+
+
+class Translator(abc.ABC):
+  """A loaded generator: uint8 faces in, the same faces with another expression out.
+
+  Attributes:
+    emotions: class names, index = class id.
+    image_size: side of the square input the model takes.
+    channels: 1 (gray) or 3 (RGB).
+    source: human-readable description of what was loaded (kind and path).
+    step: training step of the weights, when the saved form records it (else None).
+  """
+
+  def __init__(self, emotions: Sequence[str], image_size: int, channels: int, source: str,
+               step: int | None = None):
+    self.emotions = tuple(emotions)
+    self.image_size = int(image_size)
+    self.channels = int(channels)
+    self.source = source
+    self.step = step
+
+  @property
+  def num_classes(self) -> int:
+    return len(self.emotions)
+
+  def class_ids(self, names: str | Sequence[str]) -> list[int]:
+    """'Happy,Sad' or ['happy'] -> class ids; UserError for emotions the model lacks."""
+    return [emotions_lib.class_id(n, self.emotions) for n in emotions_lib.parse_emotions(names)]
+
+  @abc.abstractmethod
+  def _forward(self, images: np.ndarray, target_ids: np.ndarray) -> np.ndarray:
+    """float32 [n, S, S, C] in [-1, 1], int32 [n] -> float [n, S, S, C] in [-1, 1]."""
+
+  def translate(self, images: np.ndarray, target_ids) -> np.ndarray:
+    """uint8 [N, S, S, C] faces and int [N] target class ids -> uint8 [N, S, S, C]."""
+    images = self._check_images(images)
+    target_ids = np.asarray(target_ids, np.int32).reshape(-1)
+    if len(target_ids) != len(images):
+      raise ValueError(f"{len(images)} images but {len(target_ids)} target ids")
+    if len(target_ids) and (target_ids.min() < 0 or target_ids.max() >= self.num_classes):
+      raise ValueError(f"target ids must be in [0, {self.num_classes}), got "
+                       f"{sorted(set(target_ids.tolist()))}")
+    out = np.empty_like(images)
+    for start in range(0, len(images), _BATCH):
+      stop = start + _BATCH
+      fake = self._forward(to_model_range(images[start:stop]), target_ids[start:stop])
+      if not np.all(np.isfinite(fake)):
+        # tanh output is never NaN; casting NaN to uint8 would hide it as random pixels.
+        raise errors.UserError(f"{self.source}: the model outputs NaN (a broken or badly "
+                               "converted model; re-export it)")
+      out[start:stop] = to_uint8(np.reshape(fake, images[start:stop].shape))
+    return out
+
+  def translate_all(self, images: np.ndarray, class_ids: Sequence[int] | None = None
+                    ) -> np.ndarray:
+    """uint8 [N, S, S, C] -> uint8 [N, K, S, S, C]: each face in every class (or class_ids)."""
+    images = self._check_images(images)
+    ids = np.arange(self.num_classes) if class_ids is None else np.asarray(class_ids)
+    repeated = np.repeat(images, len(ids), axis=0)
+    out = self.translate(repeated, np.tile(ids, len(images)))
+    return out.reshape((len(images), len(ids)) + images.shape[1:])
+
+  def _check_images(self, images) -> np.ndarray:
+    images = np.asarray(images)
+    want = (self.image_size, self.image_size, self.channels)
+    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:] != want:
+      raise ValueError(f"expected uint8 images [N, {want[0]}, {want[1]}, {want[2]}], got "
+                       f"{images.dtype} {list(images.shape)}")
+    return images
+
+  def __repr__(self):
+    return (f"{type(self).__name__}({self.source}, emotions={','.join(self.emotions)}, "
+            f"{self.image_size}x{self.image_size}x{self.channels}, step={self.step})")
+
+
+class KerasTranslator(Translator):
+  """The Keras generator from a run dir's checkpoint."""
+
+  def __init__(self, generator, emotions, source, step=None):
+    config = generator.config
+    super().__init__(emotions, config.image_size, config.channels, source, step)
+    self.generator = generator
+
+  def _forward(self, images, target_ids):
+    onehot = np.eye(self.num_classes, dtype=np.float32)[target_ids]
+    return np.asarray(self.generator(images, onehot, training=False))
+
+
+class SavedModelTranslator(Translator):
+  """An exported SavedModel, through its `translate_ids` and `metadata` signatures."""
+
+  def __init__(self, loaded, path):
+    self._loaded = loaded  # keeps the signatures' variables alive
+    self._fn = loaded.signatures[TRANSLATE_SIGNATURE]
+    meta = {k: v.numpy() for k, v in loaded.signatures[METADATA_SIGNATURE]().items()}
+    names = [n.decode() if isinstance(n, bytes) else str(n) for n in meta["class_names"]]
+    step = int(meta["step"]) if "step" in meta else -1
+    step = step if step >= 0 else None  # export writes -1 for "unknown"
+    super().__init__(names, int(meta["image_size"]), int(meta["channels"]),
+                     f"SavedModel {path}", step)
+    self.model_version = int(meta["model_version"]) if "model_version" in meta else None
+
+  def _forward(self, images, target_ids):
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    out = self._fn(image=tf.constant(images, tf.float32), target=tf.constant(target_ids,
+                                                                               tf.int32))
+    return out["image"].numpy()
+
+
+class TFLiteTranslator(Translator):
+  """A .tflite converted from `translate_ids`; float or int8-quantized input/output.
+
+  A .tflite carries no class names, so they come from a sidecar labels file next to it,
+  or the caller's class_names, or the project's default four emotions.
+  """
+
+  def __init__(self, interpreter, path, class_names):
+    self._interpreter = interpreter
+    self._runner, self._image_in, self._target_in, self._image_out = _tflite_io(
+        interpreter, path)
+    shape = self._image_in["shape_signature"]
+    if len(shape) != 4 or shape[1] != shape[2] or shape[1] <= 0:
+      raise ModelLoadError(f"{path}: image input has shape {list(shape)}, expected "
+                           "[batch, size, size, channels]")
+    # Batch -1 means any batch; a fixed batch (some converters emit 1) is run in chunks.
+    self._fixed_batch = int(shape[0]) if shape[0] > 0 else None
+    super().__init__(class_names, int(shape[1]), int(shape[3]), f"TFLite {path}")
+
+  def _forward(self, images, target_ids):
+    n = len(images)
+    if self._fixed_batch is None:
+      return self._invoke(images, target_ids)
+    b = self._fixed_batch
+    outs = []
+    for start in range(0, n, b):
+      chunk, ids = images[start:start + b], target_ids[start:start + b]
+      short = b - len(chunk)
+      if short:  # pad the last chunk to the fixed batch, then drop the padding
+        chunk = np.concatenate([chunk, np.repeat(chunk[-1:], short, axis=0)])
+        ids = np.concatenate([ids, np.repeat(ids[-1:], short)])
+      outs.append(self._invoke(chunk, ids)[:b - short])
+    return np.concatenate(outs)
+
+  def _invoke(self, images, target_ids):
+    image = _quantize(images, self._image_in)
+    target = target_ids.astype(self._target_in["dtype"])
+    if self._runner is not None:
+      out = self._runner(**{self._image_in["key"]: image,
+                            self._target_in["key"]: target})[self._image_out["key"]]
+    else:
+      interp = self._interpreter
+      interp.resize_tensor_input(self._image_in["index"], image.shape)
+      interp.resize_tensor_input(self._target_in["index"], target.shape)
+      interp.allocate_tensors()
+      interp.set_tensor(self._image_in["index"], image)
+      interp.set_tensor(self._target_in["index"], target)
+      interp.invoke()
+      out = interp.get_tensor(self._image_out["index"])
+    return _dequantize(out, self._image_out)
+
+
+def _quantize(x: np.ndarray, detail: dict) -> np.ndarray:
+  """float [-1, 1] -> the tensor's dtype, via its (scale, zero_point) if it is integer."""
+  dtype = np.dtype(detail["dtype"])
+  if not np.issubdtype(dtype, np.integer):
+    return x.astype(dtype)
+  scale, zero_point = detail["quantization"]
+  if not scale:
+    raise ValueError(f"integer input {detail.get('name')} has no quantization scale")
+  info = np.iinfo(dtype)
+  return np.clip(np.rint(x / scale + zero_point), info.min, info.max).astype(dtype)
+
+
+def _dequantize(x: np.ndarray, detail: dict) -> np.ndarray:
+  if not np.issubdtype(np.asarray(x).dtype, np.integer):
+    return np.asarray(x, np.float32)
+  scale, zero_point = detail["quantization"]
+  return (np.asarray(x, np.float32) - zero_point) * scale
+
+
+def _tflite_io(interpreter, path):
+  """(signature runner or None, image input, target input, image output) details.
+
+  Prefers the `translate_ids` signature; falls back to any single signature, then to the
+  raw input/output lists, finding inputs by name ('image'/'target') or rank.
+  """
+  signatures = interpreter.get_signature_list()
+  key = (TRANSLATE_SIGNATURE if TRANSLATE_SIGNATURE in signatures
+         else next(iter(signatures)) if len(signatures) == 1 else None)
+  if key is not None:
+    runner = interpreter.get_signature_runner(key)
+    inputs = [dict(d, key=k) for k, d in runner.get_input_details().items()]
+    outputs = [dict(d, key=k) for k, d in runner.get_output_details().items()]
+  else:
+    runner = None
+    interpreter.allocate_tensors()
+    inputs = [dict(d, key=d["name"]) for d in interpreter.get_input_details()]
+    outputs = [dict(d, key=d["name"]) for d in interpreter.get_output_details()]
+  image_in = _pick(inputs, "image", rank=4)
+  target_in = _pick(inputs, "target", rank=1)
+  image_out = _pick(outputs, "image", rank=4)
+  if image_in is None or target_in is None or image_out is None:
+    raise ModelLoadError(
+        f"{path}: not a faceexpr-tf model (expected inputs 'image' [N,S,S,C] and 'target' "
+        f"[N], found {[(d['key'], list(d['shape'])) for d in inputs]})")
+  return runner, image_in, target_in, image_out
+
+
+def _pick(details: list[dict], name: str, rank: int) -> dict | None:
+  for d in details:
+    if d["key"] == name:
+      return d
+  for d in details:  # raw tensor names look like "serving_default_image:0"
+    if name in d["key"].lower():
+      return d
+  by_rank = [d for d in details if len(d["shape"]) == rank]
+  return by_rank[0] if len(by_rank) == 1 else None
+
+
+def tflite_sidecar_names(tflite_path: str) -> tuple[str, ...] | None:
+  """Class names from a labels file next to a .tflite, or None if there is none.
+
+  export.py writes `<name>_labels.txt` next to `<name>_<quant>.tflite`; also accepted are
+  `<file>.json` / `<stem>.json` ({"class_names": [...]}), `<stem>.labels.txt`,
+  `<stem>_labels.txt` and `labels.txt` (one name per line).
+  """
+  stem = os.path.splitext(tflite_path)[0]
+  folder = os.path.dirname(tflite_path)
+  for candidate in (tflite_path + ".json", stem + ".json"):
+    if os.path.isfile(candidate):
+      try:
+        with open(candidate) as f:
+          raw = json.load(f)
+        names = raw.get("class_names") or raw.get("emotions")
+      except (OSError, ValueError, AttributeError) as e:
+        raise ModelLoadError(f"{candidate}: unreadable labels sidecar ({e})") from None
+      if names:
+        return _sidecar(candidate, names)
+  model_name = _QUANT_SUFFIX_RE.sub("", stem)
+  for candidate in (stem + ".labels.txt", stem + "_labels.txt", model_name + "_labels.txt",
+                    os.path.join(folder, "labels.txt")):
+    if os.path.isfile(candidate):
+      with open(candidate) as f:
+        return _sidecar(candidate, [line for line in f if line.strip()])
+  return None
+
+
+def _sidecar(path: str, names) -> tuple[str, ...]:
+  try:
+    names = emotions_lib.parse_emotions(names)
+  except errors.UserError as e:
+    raise ModelLoadError(f"{path}: bad labels sidecar ({e})") from None
+  logging.info("Class names from %s: %s", path, ",".join(names))
+  return names
+
+
+def find_saved_model(path: str) -> str | None:
+  """The SavedModel dir at path: itself, or the highest version under a TF Serving base.
+
+  Handles `<path>/saved_model.pb`, `<path>/<version>/saved_model.pb` and
+  `<path>/<model_name>/<version>/saved_model.pb` (one model name only).
+  """
+  if os.path.isfile(os.path.join(path, SAVED_MODEL_FILE)):
+    return path
+  latest = _latest_version(path)
+  if latest is not None:
+    return latest
+  models = {name: v for name in sorted(os.listdir(path))
+            if os.path.isdir(os.path.join(path, name))
+            and (v := _latest_version(os.path.join(path, name))) is not None}
+  if len(models) > 1:
+    raise ModelLoadError(f"{path}: holds several models ({', '.join(models)}); pass one of "
+                         f"them, e.g. {os.path.join(path, next(iter(models)))}")
+  return next(iter(models.values()), None)
+
+
+def _latest_version(base: str) -> str | None:
+  versions = [int(name) for name in os.listdir(base) if _VERSION_RE.match(name)
+              and os.path.isfile(os.path.join(base, name, SAVED_MODEL_FILE))]
+  return os.path.join(base, str(max(versions))) if versions else None
+
+
+def load_translator(path: str, checkpoint: str | int | None = None,
+                    class_names: Sequence[str] | str | None = None) -> Translator:
+  """Loads a generator from a run dir, a SavedModel (or TF Serving base) or a .tflite.
+
+  Args:
+    path: run dir (has config.json), checkpoint .npz inside one, SavedModel dir, TF Serving
+      model base dir (highest version wins), or .tflite file.
+    checkpoint: run dirs only: step number or .npz path (default: newest readable).
+    class_names: .tflite only: the model's emotions in class-id order, when no labels
+      sidecar sits next to the file (default: emotions.DEFAULT_EMOTIONS).
+
+  Raises:
+    ModelLoadError / runs.RunDirError (both UserError), one line naming the path.
+  """
+  path = os.fspath(path)
+  if not os.path.exists(path):
+    raise ModelLoadError(f"{path}: no such file or directory")
+  if os.path.isfile(path):
+    if path.lower().endswith(".tflite"):
+      _ignored(checkpoint, "checkpoint", path)
+      return _load_tflite(path, class_names)
+    if path.lower().endswith(".npz") and os.path.basename(
+        os.path.dirname(path)) == runs.CHECKPOINT_DIR:
+      return _load_run_dir(os.path.dirname(os.path.dirname(path)) or ".", path)
+    raise ModelLoadError(f"{path}: not a model file (expected a .tflite file, a run "
+                         "directory or a SavedModel directory)")
+  if os.path.isfile(os.path.join(path, runs.CONFIG_FILE)):
+    return _load_run_dir(path, checkpoint)
+  saved_model = find_saved_model(path)
+  if saved_model is not None:
+    _ignored(checkpoint, "checkpoint", saved_model)
+    _ignored(class_names, "class names", saved_model)
+    return _load_saved_model(saved_model)
+  raise ModelLoadError(f"{path}: not a run directory (no {runs.CONFIG_FILE}), SavedModel "
+                       f"(no {SAVED_MODEL_FILE}) or TF Serving model base (no "
+                       f"<version>/{SAVED_MODEL_FILE})")
+
+
+def _ignored(value, what: str, path: str):
+  # Not an error: the model still loads, but the user should know the flag did nothing.
+  if value is not None:
+    logging.warning("%s: ignoring the %s (%s); it only applies to %s", path, what, value,
+                    "run dirs" if what == "checkpoint" else ".tflite files")
+
+
+def _load_run_dir(run_dir, checkpoint):
+  generator, config, step = runs.load_generator(run_dir, checkpoint)
+  return KerasTranslator(generator, config.emotions, f"run dir {run_dir}", step)
+
+
+def _load_saved_model(path):
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  try:
+    loaded = tf.saved_model.load(path)
+  except Exception as e:  # pylint: disable=broad-except
+    # TF raises anything from OSError to protobuf's DecodeError for a damaged export.
+    raise ModelLoadError(f"{path}: corrupt or unreadable SavedModel "
+                         f"({type(e).__name__}: {_first_line(e)})") from None
+  missing = [s for s in (TRANSLATE_SIGNATURE, METADATA_SIGNATURE)
+             if s not in loaded.signatures]
+  if missing:
+    raise ModelLoadError(f"{path}: not a faceexpr-tf export (no {', '.join(missing)} "
+                         f"signature; has {', '.join(loaded.signatures) or 'none'})")
+  try:
+    return SavedModelTranslator(loaded, path)
+  except (KeyError, ValueError, TypeError) as e:
+    raise ModelLoadError(f"{path}: unreadable metadata signature ({e})") from None
+
+
+def _load_tflite(path, class_names):
+  from ai_edge_litert.interpreter import Interpreter  # pylint: disable=g-import-not-at-top
+  try:
+    interpreter = Interpreter(model_path=path)
+  except (ValueError, RuntimeError, OSError) as e:
+    raise ModelLoadError(f"{path}: corrupt or unreadable .tflite ({_first_line(e)})"
+                         ) from None
+  sidecar = tflite_sidecar_names(path)
+  if class_names:
+    names = emotions_lib.parse_emotions(class_names)
+  elif sidecar:
+    names = sidecar
+  else:
+    names = emotions_lib.DEFAULT_EMOTIONS
+    logging.warning("%s: a .tflite holds no class names and no labels file was found next "
+                    "to it; assuming %s (pass --class_names if it was trained on others)",
+                    path, ",".join(names))
+  try:
+    return TFLiteTranslator(interpreter, path, names)
+  except (ValueError, RuntimeError) as e:
+    raise ModelLoadError(f"{path}: unusable .tflite ({_first_line(e)})") from None
+
+
+def _first_line(e: Exception) -> str:
+  lines = str(e).strip().splitlines()
+  return lines[0] if lines else type(e).__name__

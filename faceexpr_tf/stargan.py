@@ -1,0 +1,161 @@
+"""StarGAN as a keras.Model: compile(g_optimizer, d_optimizer) and a train_step for fit().
+
+One train_step = one D update, then (every n_critic steps) one G update, as official
+StarGAN's solver. The training step counter is the D optimizer's iteration count, so it is
+saved and restored with the optimizer state.
+"""
+
+import keras
+import tensorflow as tf
+
+from faceexpr_tf import losses
+
+GAN_LOSSES = ("log", "wgan-gp")
+
+# Log keys: TensorBoard groups scalars by the part before "/".
+TRAIN_METRICS = ("D/loss_real", "D/loss_fake", "D/loss_cls", "D/loss_gp",
+                 "G/loss_fake", "G/loss_rec", "G/loss_cls", "D/accuracy")
+EVAL_METRICS = ("D/accuracy", "G/loss_rec", "G/fake_accuracy")
+
+
+class StarGAN(keras.Model):
+
+  def __init__(self, generator, discriminator, *, gan_loss="log", lambda_cls=1.0,
+               lambda_rec=10.0, lambda_gp=10.0, n_critic=1, saturating_g=False, **kwargs):
+    super().__init__(**kwargs)
+    if gan_loss not in GAN_LOSSES:
+      raise ValueError(f"gan_loss must be one of {GAN_LOSSES}, got {gan_loss!r}")
+    if n_critic < 1:
+      raise ValueError(f"n_critic must be >= 1, got {n_critic}")
+    self.generator = generator
+    self.discriminator = discriminator
+    self.num_classes = generator.config.num_classes
+    self.gan_loss = gan_loss
+    self.lambda_cls = lambda_cls
+    self.lambda_rec = lambda_rec
+    self.lambda_gp = lambda_gp
+    self.n_critic = n_critic
+    self.saturating_g = saturating_g
+    self.trackers = {name: keras.metrics.Mean(name=name) for name in TRAIN_METRICS}
+    self.trackers["G/fake_accuracy"] = keras.metrics.Mean(name="G/fake_accuracy")
+
+  def compile(self, g_optimizer, d_optimizer, **kwargs):
+    super().compile(**kwargs)
+    self.g_optimizer = g_optimizer
+    self.d_optimizer = d_optimizer
+    # Built now, not lazily at the first apply: the G update may sit inside a tf.cond
+    # (n_critic > 1), where variables cannot be created, and checkpoints need the slots.
+    g_optimizer.build(self.generator.trainable_variables)
+    d_optimizer.build(self.discriminator.trainable_variables)
+
+  @property
+  def metrics(self):
+    return list(self.trackers.values())
+
+  @property
+  def step(self):
+    """Training steps done so far (one per D update)."""
+    return self.d_optimizer.iterations
+
+  def checkpoint_groups(self):
+    """Everything a resumed run needs, by group, for runs.save_checkpoint/restore_latest."""
+    return {"generator": self.generator.weights,
+            "discriminator": self.discriminator.weights,
+            "g_optimizer": self.g_optimizer.variables,
+            "d_optimizer": self.d_optimizer.variables}
+
+  def call(self, inputs, training=None):
+    images, target_onehot = inputs
+    return self.generator(images, target_onehot, training=training)
+
+  # --- losses ---------------------------------------------------------------------------
+
+  def _d_adversarial(self, real_src, fake_src):
+    if self.gan_loss == "log":
+      return losses.log_d_loss_real(real_src), losses.log_d_loss_fake(fake_src)
+    return losses.wgan_d_loss_real(real_src), losses.wgan_d_loss_fake(fake_src)
+
+  def _g_adversarial(self, fake_src):
+    if self.gan_loss == "log":
+      return losses.log_g_loss(fake_src, saturating=self.saturating_g)
+    return losses.wgan_g_loss(fake_src)
+
+  def _gradient_penalty(self, x_real, x_fake):
+    alpha = tf.random.uniform([tf.shape(x_real)[0], 1, 1, 1])
+    x_hat = alpha * x_real + (1.0 - alpha) * x_fake
+    with tf.GradientTape() as tape:
+      tape.watch(x_hat)
+      src, _ = self.discriminator(x_hat, training=True)
+      src = tf.reduce_sum(tf.cast(src, tf.float32))
+    return losses.gradient_penalty(tape.gradient(src, x_hat))
+
+  # --- steps ----------------------------------------------------------------------------
+
+  def _d_step(self, x_real, label_org, onehot_trg):
+    x_fake = self.generator(x_real, onehot_trg, training=True)
+    with tf.GradientTape() as tape:
+      real_src, real_cls = self.discriminator(x_real, training=True)
+      fake_src, _ = self.discriminator(x_fake, training=True)
+      loss_real, loss_fake = self._d_adversarial(real_src, fake_src)
+      loss_cls = losses.classification_loss(real_cls, label_org)
+      loss = loss_real + loss_fake + self.lambda_cls * loss_cls
+      if self.gan_loss == "wgan-gp":
+        loss_gp = self._gradient_penalty(x_real, x_fake)
+        loss += self.lambda_gp * loss_gp
+      else:
+        loss_gp = tf.constant(0.0)
+      scaled = self.d_optimizer.scale_loss(loss)
+    variables = self.discriminator.trainable_variables
+    self.d_optimizer.apply_gradients(zip(tape.gradient(scaled, variables), variables))
+    return {"D/loss_real": loss_real, "D/loss_fake": loss_fake, "D/loss_cls": loss_cls,
+            "D/loss_gp": loss_gp, "D/accuracy": losses.accuracy(real_cls, label_org)}
+
+  def _g_step(self, x_real, label_trg, onehot_org, onehot_trg):
+    with tf.GradientTape() as tape:
+      x_fake = self.generator(x_real, onehot_trg, training=True)
+      fake_src, fake_cls = self.discriminator(x_fake, training=True)
+      x_rec = self.generator(x_fake, onehot_org, training=True)
+      loss_fake = self._g_adversarial(fake_src)
+      loss_cls = losses.classification_loss(fake_cls, label_trg)
+      loss_rec = losses.reconstruction_loss(x_real, x_rec)
+      loss = loss_fake + self.lambda_cls * loss_cls + self.lambda_rec * loss_rec
+      scaled = self.g_optimizer.scale_loss(loss)
+    variables = self.generator.trainable_variables
+    self.g_optimizer.apply_gradients(zip(tape.gradient(scaled, variables), variables))
+    return {"G/loss_fake": loss_fake, "G/loss_rec": loss_rec, "G/loss_cls": loss_cls}
+
+  def train_step(self, data):
+    x_real, label_org, label_trg = data
+    onehot_org = tf.one_hot(label_org, self.num_classes)
+    onehot_trg = tf.one_hot(label_trg, self.num_classes)
+    step = self.d_optimizer.iterations  # read before the D update increments it
+    logs = self._d_step(x_real, label_org, onehot_trg)
+    if self.n_critic == 1:
+      g_logs, g_weight = self._g_step(x_real, label_trg, onehot_org, onehot_trg), 1.0
+    else:
+      do_g = tf.equal(step % self.n_critic, 0)
+      g_logs = tf.cond(
+          do_g, lambda: self._g_step(x_real, label_trg, onehot_org, onehot_trg),
+          lambda: {"G/loss_fake": 0.0, "G/loss_rec": 0.0, "G/loss_cls": 0.0})
+      g_weight = tf.cast(do_g, tf.float32)
+    for name, value in logs.items():
+      self.trackers[name].update_state(value)
+    for name, value in g_logs.items():
+      # A skipped G step must not drag the running means towards zero.
+      self.trackers[name].update_state(value, sample_weight=g_weight)
+    return {name: self.trackers[name].result() for name in TRAIN_METRICS}
+
+  def test_step(self, data):
+    """Validation: D's class accuracy on real images, G's cycle L1, and how often D
+    classifies G(x, c) as the target c."""
+    x_real, label_org, label_trg = data
+    onehot_org = tf.one_hot(label_org, self.num_classes)
+    onehot_trg = tf.one_hot(label_trg, self.num_classes)
+    _, real_cls = self.discriminator(x_real, training=False)
+    x_fake = self.generator(x_real, onehot_trg, training=False)
+    _, fake_cls = self.discriminator(x_fake, training=False)
+    x_rec = self.generator(x_fake, onehot_org, training=False)
+    self.trackers["D/accuracy"].update_state(losses.accuracy(real_cls, label_org))
+    self.trackers["G/loss_rec"].update_state(losses.reconstruction_loss(x_real, x_rec))
+    self.trackers["G/fake_accuracy"].update_state(losses.accuracy(fake_cls, label_trg))
+    return {name: self.trackers[name].result() for name in EVAL_METRICS}

@@ -1,0 +1,374 @@
+"""`python main.py translate`: change the expression of faces in your own photos.
+
+    python main.py translate --model=runs/fer --input=me.jpg,friends/ --out=translated
+
+For each photo: find the faces (largest first), crop each square with a margin, make it a
+48x48 gray face like FER2013's, translate it to every emotion asked for, and write
+
+  <out>/<stem>_face<i>_grid.png        input | one column per emotion, names on top
+  <out>/<stem>_face<i>_<Emotion>.png   each translated face, enlarged
+  <out>/<stem>_faces.png               the photo with the numbered face boxes
+
+--model takes a run dir, an exported SavedModel (or TF Serving base dir) or a .tflite.
+--input takes image files (comma-separated or repeated), folders of images, and FER2013
+style csv files (emotion,pixels[,Usage]; each row is already a face, rows are named
+<stem>_row<i>). A file that cannot be read or shows no face is reported and skipped; the
+exit status is then 1.
+"""
+
+import dataclasses
+import glob
+import os
+
+import cv2
+import numpy as np
+from absl import flags
+from absl import logging
+
+from faceexpr_tf import emotions as emotions_lib
+from faceexpr_tf import errors
+from faceexpr_tf import faces
+from faceexpr_tf import inference
+
+# allow_override: other modes define some of the same names (--emotions, --checkpoint),
+# and a process importing several mode modules (pytest) must not die on the duplicate.
+_DEFINE = {"allow_override": True}
+_MODEL = flags.DEFINE_string(
+    "model", None, "Generator to use: a run dir, a SavedModel dir (or TF Serving base "
+    "dir: the highest version is used) or a .tflite file.", **_DEFINE)
+_CHECKPOINT = flags.DEFINE_string(
+    "checkpoint", None, "Run dirs only: checkpoint step number or .npz path (default: "
+    "the newest).", **_DEFINE)
+_INPUT = flags.DEFINE_multi_string(
+    "input", None, "Image files, folders of images or fer2013-style csv files; "
+    "comma-separated and/or repeated.", **_DEFINE)
+_OUT = flags.DEFINE_string("out", None, "Folder for the output PNGs (created if needed).",
+                           **_DEFINE)
+_EMOTIONS = flags.DEFINE_string(
+    "emotions", None, "Emotions to translate to, e.g. Happy,Sad (default: all the model "
+    "knows).", **_DEFINE)
+_CLASS_NAMES = flags.DEFINE_string(
+    "class_names", None, ".tflite only: the model's emotions in class-id order, when no "
+    "<name>_labels.txt sits next to it (default: Angry,Happy,Sad,Surprise).", **_DEFINE)
+_NO_DETECT = flags.DEFINE_boolean(
+    "no_detect", False, "Use each whole image as the face (it is padded to a square) "
+    "instead of detecting faces.", **_DEFINE)
+_MARGIN = flags.DEFINE_float(
+    "margin", 0.2, "Space around a detected face, as a fraction of its size per side "
+    "(FER2013 crops show a little hair and chin).", lower_bound=0.0, upper_bound=2.0,
+    **_DEFINE)
+_MAX_FACES = flags.DEFINE_integer("max_faces", 10, "Most faces translated per photo "
+                                  "(largest first).", lower_bound=1, **_DEFINE)
+_MAX_ROWS = flags.DEFINE_integer("max_rows", 100, "Most rows translated per csv file "
+                                 "(0: all).", lower_bound=0, **_DEFINE)
+_SCALE = flags.DEFINE_integer("scale", 4, "Grid cells are the model's faces enlarged this "
+                              "many times (nearest neighbour: every pixel stays visible).",
+                              lower_bound=1, upper_bound=16, **_DEFINE)
+_FACE_SIZE = flags.DEFINE_integer("face_size", 192, "Side of each per-emotion PNG "
+                                  "(bicubic enlargement).", lower_bound=8, **_DEFINE)
+
+_CSV_SUFFIXES = (".csv", ".csv.gz")
+_HEADER_FONT = cv2.FONT_HERSHEY_SIMPLEX
+_GAP = 4  # pixels between grid cells
+_OVERVIEW_MAX_SIDE = 800
+
+
+class NoFaceError(errors.UserError):
+  """A photo in which the detector found no face."""
+
+
+@dataclasses.dataclass
+class Options:
+  """What to do with each face; fixed for one run."""
+  out_dir: str
+  class_ids: list[int]
+  names: list[str]
+  detect: bool = True
+  margin: float = 0.2
+  max_faces: int = 10
+  max_rows: int = 100
+  scale: int = 4
+  face_size: int = 192
+
+
+# ---------------------------------------------------------------------------------------
+# Inputs.
+
+
+def split_inputs(values) -> list[str]:
+  """Repeated and comma-separated --input values -> paths (globs expanded).
+
+  A value that exists as a path is kept whole, so file names with commas still work.
+  """
+  paths = []
+  for value in values or ():
+    parts = [value] if os.path.exists(value) else [p.strip() for p in value.split(",")]
+    for part in filter(None, parts):
+      matches = sorted(glob.glob(part)) if glob.has_magic(part) else []
+      paths.extend(matches or [part])
+  return paths
+
+
+def is_csv(path: str) -> bool:
+  return path.lower().endswith(_CSV_SUFFIXES)
+
+
+def expand_inputs(paths) -> list[str]:
+  """Folders -> their image files (sorted, not recursive); other paths stay as given.
+
+  An empty folder stays as itself, so processing it reports the problem.
+  """
+  out = []
+  for path in paths:
+    if os.path.isdir(path):
+      images = sorted(os.path.join(path, name) for name in os.listdir(path)
+                      if name.lower().endswith(faces.IMAGE_EXTENSIONS)
+                      and os.path.isfile(os.path.join(path, name)))
+      out.extend(images or [path])
+    else:
+      out.append(path)
+  return out
+
+
+def unique_stem(path: str, used: set) -> str:
+  """File stem for outputs; a second 'a.jpg' (other folder, or a.png) gets 'a_2'."""
+  name = os.path.basename(os.path.normpath(path))
+  for suffix in _CSV_SUFFIXES:
+    if name.lower().endswith(suffix):
+      name = name[:-len(suffix)]
+      break
+  else:
+    name = os.path.splitext(name)[0]
+  stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in name) or "image"
+  candidate, n = stem, 1
+  while candidate in used:
+    n += 1
+    candidate = f"{stem}_{n}"
+  used.add(candidate)
+  return candidate
+
+
+# ---------------------------------------------------------------------------------------
+# Pictures.
+
+
+def to_rgb(image: np.ndarray) -> np.ndarray:
+  image = np.asarray(image)
+  if image.ndim == 3 and image.shape[-1] == 3:
+    return image
+  return cv2.cvtColor(image.reshape(image.shape[:2]), cv2.COLOR_GRAY2RGB)
+
+
+def enlarge(face: np.ndarray, size: int, interpolation=cv2.INTER_CUBIC) -> np.ndarray:
+  """A model-sized face -> RGB uint8 [size, size, 3]."""
+  return cv2.resize(to_rgb(face), (size, size), interpolation=interpolation)
+
+
+def _put_centered(canvas, text, center_x, height, max_width):
+  scale = 0.6
+  (width, _), _ = cv2.getTextSize(text, _HEADER_FONT, scale, 1)
+  if width > max_width:
+    scale *= max_width / width
+  (width, text_h), _ = cv2.getTextSize(text, _HEADER_FONT, scale, 1)
+  origin = (int(center_x - width / 2), int((height + text_h) / 2))
+  cv2.putText(canvas, text, origin, _HEADER_FONT, scale, (0, 0, 0), 1, cv2.LINE_AA)
+
+
+def make_grid(face: np.ndarray, translated: np.ndarray, names, scale: int = 4,
+              input_label: str = "input") -> np.ndarray:
+  """[input | one column per emotion] with a header of names: RGB uint8.
+
+  Args:
+    face: the model's input, uint8 [S, S, C].
+    translated: uint8 [K, S, S, C], one per name.
+    names: column titles.
+    scale: enlargement of each cell (nearest neighbour, so no pixel is invented).
+    input_label: the first column's title.
+  """
+  size = face.shape[0] * scale
+  cells = [face] + list(translated)
+  titles = [input_label] + list(names)
+  header = 28
+  width = len(cells) * size + (len(cells) + 1) * _GAP
+  canvas = np.full((header + size + _GAP, width, 3), 255, np.uint8)
+  for i, (cell, title) in enumerate(zip(cells, titles)):
+    left = _GAP + i * (size + _GAP)
+    canvas[header:header + size, left:left + size] = enlarge(cell, size, cv2.INTER_NEAREST)
+    _put_centered(canvas, title, left + size / 2, header, size - 4)
+  # A gray rule after the input column: it is the photo, the rest are the model's.
+  rule = _GAP + size + _GAP // 2 - 1
+  canvas[header:header + size, rule:rule + 2] = 160
+  return canvas
+
+
+def draw_boxes(image: np.ndarray, boxes) -> np.ndarray:
+  """The photo (downscaled to at most 800 px) with numbered face boxes: RGB uint8."""
+  rgb = to_rgb(image)
+  ratio = min(1.0, _OVERVIEW_MAX_SIDE / max(rgb.shape[:2]))
+  if ratio < 1.0:
+    rgb = cv2.resize(rgb, (round(rgb.shape[1] * ratio), round(rgb.shape[0] * ratio)),
+                     interpolation=cv2.INTER_AREA)
+  else:
+    rgb = rgb.copy()
+  thickness = max(1, round(max(rgb.shape[:2]) / 300))
+  for i, (x, y, w, h) in enumerate(boxes):
+    p1 = (round(x * ratio), round(y * ratio))
+    p2 = (round((x + w) * ratio), round((y + h) * ratio))
+    cv2.rectangle(rgb, p1, p2, (255, 64, 0), thickness)
+    # The number sits above the box (inside it only at the top edge), off the face.
+    label_y = p1[1] - 4 * thickness if p1[1] > 24 * thickness else p1[1] + 18 * thickness
+    cv2.putText(rgb, str(i), (p1[0] + 2, label_y), _HEADER_FONT, 0.6 * thickness,
+                (255, 64, 0), thickness, cv2.LINE_AA)
+  return rgb
+
+
+def write_png(path: str, rgb: np.ndarray):
+  image = rgb if rgb.ndim == 2 else cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+  if not cv2.imwrite(path, image):
+    raise errors.UserError(f"{path}: cannot write (is the --out folder writable?)")
+
+
+def face_crops(image: np.ndarray, detect: bool, margin: float, max_faces: int):
+  """[(box, square crop)] for a photo, largest face first; the whole image without detect.
+
+  Raises NoFaceError when detection finds nothing.
+  """
+  height, width = image.shape[:2]
+  if not detect:
+    box = (0, 0, width, height)
+    return [(box, faces.crop_square(image, box, margin=0.0))]
+  boxes = faces.detect_faces(faces.to_gray(image))
+  if not boxes:
+    raise NoFaceError("no face found (try a larger, frontal, well-lit face, or "
+                      "--no_detect if the image is already a face crop)")
+  return [(box, faces.crop_square(image, box, margin)) for box in boxes[:max_faces]]
+
+
+# ---------------------------------------------------------------------------------------
+# Per input.
+
+
+def write_face(opts: Options, stem: str, index: int, face: np.ndarray,
+               translated: np.ndarray, input_label: str = "input") -> str:
+  """Writes one face's grid and per-emotion PNGs; returns the grid's path."""
+  prefix = os.path.join(opts.out_dir, f"{stem}_face{index}")
+  grid_path = prefix + "_grid.png"
+  write_png(grid_path, make_grid(face, translated, opts.names, opts.scale, input_label))
+  for name, out in zip(opts.names, translated):
+    write_png(f"{prefix}_{name}.png", enlarge(out, opts.face_size))
+  return grid_path
+
+
+def process_image(path: str, stem: str, translator, opts: Options) -> int:
+  """Translates the faces of one photo; returns how many were written."""
+  # Colour even for a gray model: the overview shows the photo as taken, and
+  # to_model_input makes the gray faces.
+  photo = faces.read_image(path, color=True)
+  found = face_crops(photo, opts.detect, opts.margin, opts.max_faces)
+  inputs = np.stack([faces.to_model_input(crop, translator.image_size, translator.channels)
+                     for _, crop in found])
+  translated = translator.translate_all(inputs, opts.class_ids)
+  for i, ((x, y, w, h), _) in enumerate(found):
+    grid = write_face(opts, stem, i, inputs[i], translated[i])
+    logging.info("%s: face %d at x=%d y=%d %dx%d -> %s", path, i, x, y, w, h, grid)
+  if opts.detect:
+    write_png(os.path.join(opts.out_dir, f"{stem}_faces.png"),
+              draw_boxes(photo, [box for box, _ in found]))
+  return len(found)
+
+
+def process_csv(path: str, stem: str, translator, opts: Options) -> int:
+  """Translates the rows of a fer2013-style csv; returns how many were written."""
+  from faceexpr_tf import data  # pylint: disable=g-import-not-at-top  (pandas: only here)
+  rows = data.load_fer2013_csv(path, emotions_lib.FER2013_EMOTIONS, usage=None,
+                               skip_bad_rows=True, image_size=translator.image_size)
+  count = len(rows) if opts.max_rows == 0 else min(len(rows), opts.max_rows)
+  if count < len(rows):
+    logging.info("%s: translating the first %d of %d rows (--max_rows)", path, count,
+                 len(rows))
+  inputs = np.stack([faces.to_model_input(image, translator.image_size, translator.channels)
+                     for image in rows.images[:count]])
+  translated = translator.translate_all(inputs, opts.class_ids)
+  for i in range(count):
+    label = rows.emotions[rows.labels[i]]
+    write_face(opts, f"{stem}_row{i}", 0, inputs[i], translated[i], f"in: {label}")
+  logging.info("%s: %d rows -> %s", path, count,
+               os.path.join(opts.out_dir, f"{stem}_row*_face0_*.png"))
+  return count
+
+
+def _per_file_errors():
+  """Exceptions that fail one input, not the run (model errors still end the run)."""
+  kinds = [faces.ImageReadError, NoFaceError]
+  try:
+    from faceexpr_tf import data  # pylint: disable=g-import-not-at-top
+    kinds.append(data.DataError)
+  except ImportError:
+    pass
+  return tuple(kinds)
+
+
+def process(path: str, stem: str, translator, opts: Options) -> int:
+  if os.path.isdir(path):
+    raise faces.ImageReadError(f"{path}: no image files in this folder "
+                               f"({', '.join(faces.IMAGE_EXTENSIONS[:4])}, ...)")
+  if is_csv(path):
+    if not os.path.isfile(path):
+      raise faces.ImageReadError(f"{path}: no such file")
+    return process_csv(path, stem, translator, opts)
+  return process_image(path, stem, translator, opts)
+
+
+def translate_inputs(paths, translator, opts: Options) -> tuple[int, list[str]]:
+  """Processes every input, reporting failures per file: (faces written, failures)."""
+  os.makedirs(opts.out_dir, exist_ok=True)
+  per_file = _per_file_errors()
+  used, written, failures = set(), 0, []
+  for path in paths:
+    try:
+      written += process(path, unique_stem(path, used), translator, opts)
+    except per_file as e:
+      message = str(e) if path in str(e) else f"{path}: {e}"
+      logging.warning("%s", message)
+      failures.append(message)
+  return written, failures
+
+
+def _checkpoint_arg(value: str | None):
+  if value is None:
+    return None
+  return int(value) if value.strip().isdigit() else value
+
+
+def run() -> int | None:
+  if not _MODEL.value:
+    raise errors.UserError("--model is required: a run dir, a SavedModel dir or a .tflite "
+                           "file")
+  paths = expand_inputs(split_inputs(_INPUT.value))
+  if not paths:
+    raise errors.UserError("--input is required: image files, folders or fer2013 csv "
+                           "files (comma-separated or repeated)")
+  if not _OUT.value:
+    raise errors.UserError("--out is required: the folder for the output PNGs")
+  if os.path.exists(_OUT.value) and not os.path.isdir(_OUT.value):
+    raise errors.UserError(f"--out={_OUT.value} exists and is not a folder")
+
+  translator = inference.load_translator(_MODEL.value, _checkpoint_arg(_CHECKPOINT.value),
+                                         _CLASS_NAMES.value)
+  logging.info("Loaded %r", translator)
+  class_ids = (translator.class_ids(_EMOTIONS.value) if _EMOTIONS.value
+               else list(range(translator.num_classes)))
+  opts = Options(out_dir=_OUT.value, class_ids=class_ids,
+                 names=[translator.emotions[i] for i in class_ids],
+                 detect=not _NO_DETECT.value, margin=_MARGIN.value,
+                 max_faces=_MAX_FACES.value, max_rows=_MAX_ROWS.value, scale=_SCALE.value,
+                 face_size=_FACE_SIZE.value)
+
+  written, failures = translate_inputs(paths, translator, opts)
+  summary = (f"translated {written} face(s) from {len(paths) - len(failures)} of "
+             f"{len(paths)} input(s) to {', '.join(opts.names)} in {opts.out_dir}")
+  if failures:
+    logging.warning("%s; %d input(s) failed (see above)", summary, len(failures))
+    return 1
+  logging.info("%s", summary)
+  return 0

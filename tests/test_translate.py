@@ -1,0 +1,161 @@
+"""`main.py translate` end to end on a tiny random generator, plus its pure helpers."""
+
+import os
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+from absl import flags
+from absl.testing import flagsaver
+from skimage import data as skdata
+
+from faceexpr_tf import emotions
+from faceexpr_tf import errors
+from faceexpr_tf import models
+from faceexpr_tf import runs
+from faceexpr_tf import translate
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = models.ModelConfig(g_conv_dim=8, g_repeat_num=1, d_conv_dim=8)
+NAMES = emotions.DEFAULT_EMOTIONS
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+  """A tiny run dir and input files: a face photo, a non-face photo, junk, a csv."""
+  import keras  # pylint: disable=g-import-not-at-top
+  root = tmp_path_factory.mktemp("translate")
+  keras.utils.set_random_seed(0)
+  generator = models.Generator(TINY)
+  generator.build()
+  run_dir = str(root / "run")
+  runs.prepare_run_dir(run_dir, runs.RunConfig(TINY, NAMES))
+  runs.save_checkpoint(run_dir, 3, {"generator": generator.weights})
+  paths = {"run": run_dir}
+  for name, image in (("astronaut.png", skdata.astronaut()), ("coffee.jpg", skdata.coffee())):
+    paths[name] = str(root / name)
+    cv2.imwrite(paths[name], cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+  paths["broken.png"] = str(root / "broken.png")
+  (root / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+  paths["faces.csv"] = str(root / "faces.csv")
+  rng = np.random.default_rng(0)
+  rows = [f"{label},{' '.join(map(str, rng.integers(0, 256, 48 * 48)))},PrivateTest"
+          for label in (3, 4)]
+  (root / "faces.csv").write_text("emotion,pixels,Usage\n" + "\n".join(rows) + "\n")
+  return paths
+
+
+def run_main(*args):
+  proc = subprocess.run([sys.executable, "main.py", "translate", *args], cwd=REPO,
+                        capture_output=True, text=True, timeout=300)
+  assert "Traceback" not in proc.stderr, proc.stderr
+  return proc
+
+
+def test_photos_with_and_without_faces(inputs, tmp_path):
+  out = tmp_path / "out"
+  proc = run_main(f"--model={inputs['run']}",
+                  f"--input={inputs['astronaut.png']},{inputs['coffee.jpg']}",
+                  f"--input={inputs['broken.png']}", f"--out={out}")
+  assert proc.returncode == 1, proc.stderr
+  written = sorted(os.listdir(out))
+  assert written == sorted(["astronaut_face0_grid.png", "astronaut_faces.png"] +
+                           [f"astronaut_face0_{name}.png" for name in NAMES])
+  grid = cv2.imread(str(out / "astronaut_face0_grid.png"))
+  assert grid.shape[1] > 4 * grid.shape[0] and grid.shape[0] >= 4 * 48
+  assert cv2.imread(str(out / "astronaut_face0_Happy.png")).shape == (192, 192, 3)
+  lines = proc.stderr.splitlines()
+  coffee = [line for line in lines if inputs["coffee.jpg"] in line]
+  broken = [line for line in lines if inputs["broken.png"] in line]
+  assert len(coffee) == 1 and "no face found" in coffee[0], proc.stderr
+  assert len(broken) == 1 and "corrupt" in broken[0], proc.stderr
+  assert "1 of 3 input(s)" in proc.stderr and "2 input(s) failed" in proc.stderr
+
+
+def test_no_detect_and_csv_with_chosen_emotions(inputs, tmp_path):
+  out = tmp_path / "out"
+  proc = run_main(f"--model={inputs['run']}",
+                  f"--input={inputs['coffee.jpg']},{inputs['faces.csv']}",
+                  "--no_detect", "--emotions=happy,Sad", f"--out={out}")
+  assert proc.returncode == 0, proc.stderr
+  want = [f"{stem}_face0_{suffix}.png" for stem in ("coffee", "faces_row0", "faces_row1")
+          for suffix in ("grid", "Happy", "Sad")]
+  assert sorted(os.listdir(out)) == sorted(want)
+  # Three columns (input, Happy, Sad) of 4x-enlarged 48 px faces.
+  grid = cv2.imread(str(out / "coffee_face0_grid.png"))
+  assert 3 * 192 <= grid.shape[1] < 3 * 192 + 40
+
+
+@pytest.fixture
+def parsed_flags():
+  if not flags.FLAGS.is_parsed():
+    flags.FLAGS.mark_as_parsed()
+  with flagsaver.flagsaver():
+    yield
+
+
+@pytest.mark.parametrize("values,words", [
+    ({"input": ["a.png"], "out": "o"}, "--model is required"),
+    ({"model": "m", "out": "o"}, "--input is required"),
+    ({"model": "m", "input": ["a.png"]}, "--out is required"),
+])
+def test_missing_flags_are_user_errors(parsed_flags, values, words):
+  del parsed_flags
+  for name in ("model", "input", "out"):
+    flags.FLAGS[name].value = values.get(name)
+  with pytest.raises(errors.UserError, match=words):
+    translate.run()
+
+
+def test_missing_model_is_a_user_error(parsed_flags, tmp_path):
+  del parsed_flags
+  flags.FLAGS.model = str(tmp_path / "no_model")
+  flags.FLAGS.input = ["a.png"]
+  flags.FLAGS.out = str(tmp_path / "out")
+  with pytest.raises(errors.UserError, match="no_model: no such file"):
+    translate.run()
+
+
+def test_split_and_expand_inputs(tmp_path):
+  for name in ("b.png", "a.jpg", "notes.txt", "odd,name.png"):
+    (tmp_path / name).write_bytes(b"")
+  (tmp_path / "empty").mkdir()
+  folder, empty = str(tmp_path), str(tmp_path / "empty")
+  odd = str(tmp_path / "odd,name.png")
+  assert translate.split_inputs(["x.png, y.csv", odd, "z.png"]) == [
+      "x.png", "y.csv", odd, "z.png"]
+  assert translate.split_inputs([os.path.join(folder, "*.png")]) == [
+      os.path.join(folder, "b.png"), odd]
+  assert translate.expand_inputs([folder, empty, "x.png"]) == [
+      os.path.join(folder, n) for n in ("a.jpg", "b.png", "odd,name.png")] + [empty, "x.png"]
+
+
+def test_unique_stem():
+  used = set()
+  assert [translate.unique_stem(p, used) for p in
+          ("a/me.jpg", "b/me.png", "fer.csv.gz", "my photo (1).JPG", "me")] == [
+              "me", "me_2", "fer", "my_photo__1_", "me_3"]
+
+
+def test_make_grid_layout():
+  face = np.zeros((48, 48, 1), np.uint8)
+  translated = np.full((2, 48, 48, 1), 200, np.uint8)
+  grid = translate.make_grid(face, translated, ["Happy", "Surprise"], scale=2)
+  assert grid.dtype == np.uint8 and grid.ndim == 3 and grid.shape[2] == 3
+  height, width = grid.shape[:2]
+  assert width == 3 * 96 + 4 * translate._GAP and height > 96
+  body = grid[height - translate._GAP - 96:height - translate._GAP]
+  assert (body[:, translate._GAP:translate._GAP + 96] == 0).all()
+  assert (body[:, -translate._GAP - 96:-translate._GAP] == 200).all()
+  header = grid[:height - translate._GAP - 96]
+  assert (header < 128).any() and (header == 255).mean() > 0.7  # dark text on white
+
+
+def test_face_crops_without_detection_pads_to_a_square():
+  image = np.zeros((30, 50), np.uint8)
+  (box, crop), = translate.face_crops(image, detect=False, margin=0.2, max_faces=5)
+  assert box == (0, 0, 50, 30) and crop.shape == (50, 50)
+  with pytest.raises(translate.NoFaceError):
+    translate.face_crops(image, detect=True, margin=0.2, max_faces=5)
