@@ -29,6 +29,8 @@ from faceexpr_tf import emotions as emotions_lib
 from faceexpr_tf import errors
 from faceexpr_tf import faces
 from faceexpr_tf import inference
+from faceexpr_tf import visualize
+from faceexpr_tf.visualize import draw_boxes, enlarge, write_png
 
 # allow_override: other modes define some of the same names (--emotions, --checkpoint),
 # and a process importing several mode modules (pytest) must not die on the duplicate.
@@ -68,9 +70,6 @@ _FACE_SIZE = flags.DEFINE_integer("face_size", 192, "Side of each per-emotion PN
                                   "(bicubic enlargement).", lower_bound=8, **_DEFINE)
 
 _CSV_SUFFIXES = (".csv", ".csv.gz")
-_HEADER_FONT = cv2.FONT_HERSHEY_SIMPLEX
-_GAP = 4  # pixels between grid cells
-_OVERVIEW_MAX_SIDE = 800
 
 
 class NoFaceError(errors.UserError):
@@ -148,86 +147,6 @@ def unique_stem(path: str, used: set) -> str:
   return candidate
 
 
-# ---------------------------------------------------------------------------------------
-# Pictures.
-
-
-def to_rgb(image: np.ndarray) -> np.ndarray:
-  image = np.asarray(image)
-  if image.ndim == 3 and image.shape[-1] == 3:
-    return image
-  return cv2.cvtColor(image.reshape(image.shape[:2]), cv2.COLOR_GRAY2RGB)
-
-
-def enlarge(face: np.ndarray, size: int, interpolation=cv2.INTER_CUBIC) -> np.ndarray:
-  """A model-sized face -> RGB uint8 [size, size, 3]."""
-  return cv2.resize(to_rgb(face), (size, size), interpolation=interpolation)
-
-
-def _put_centered(canvas, text, center_x, height, max_width):
-  scale = 0.6
-  (width, _), _ = cv2.getTextSize(text, _HEADER_FONT, scale, 1)
-  if width > max_width:
-    scale *= max_width / width
-  (width, text_h), _ = cv2.getTextSize(text, _HEADER_FONT, scale, 1)
-  origin = (int(center_x - width / 2), int((height + text_h) / 2))
-  cv2.putText(canvas, text, origin, _HEADER_FONT, scale, (0, 0, 0), 1, cv2.LINE_AA)
-
-
-def make_grid(face: np.ndarray, translated: np.ndarray, names, scale: int = 4,
-              input_label: str = "input") -> np.ndarray:
-  """[input | one column per emotion] with a header of names: RGB uint8.
-
-  Args:
-    face: the model's input, uint8 [S, S, C].
-    translated: uint8 [K, S, S, C], one per name.
-    names: column titles.
-    scale: enlargement of each cell (nearest neighbour, so no pixel is invented).
-    input_label: the first column's title.
-  """
-  size = face.shape[0] * scale
-  cells = [face] + list(translated)
-  titles = [input_label] + list(names)
-  header = 28
-  width = len(cells) * size + (len(cells) + 1) * _GAP
-  canvas = np.full((header + size + _GAP, width, 3), 255, np.uint8)
-  for i, (cell, title) in enumerate(zip(cells, titles)):
-    left = _GAP + i * (size + _GAP)
-    canvas[header:header + size, left:left + size] = enlarge(cell, size, cv2.INTER_NEAREST)
-    _put_centered(canvas, title, left + size / 2, header, size - 4)
-  # A gray rule after the input column: it is the photo, the rest are the model's.
-  rule = _GAP + size + _GAP // 2 - 1
-  canvas[header:header + size, rule:rule + 2] = 160
-  return canvas
-
-
-def draw_boxes(image: np.ndarray, boxes) -> np.ndarray:
-  """The photo (downscaled to at most 800 px) with numbered face boxes: RGB uint8."""
-  rgb = to_rgb(image)
-  ratio = min(1.0, _OVERVIEW_MAX_SIDE / max(rgb.shape[:2]))
-  if ratio < 1.0:
-    rgb = cv2.resize(rgb, (round(rgb.shape[1] * ratio), round(rgb.shape[0] * ratio)),
-                     interpolation=cv2.INTER_AREA)
-  else:
-    rgb = rgb.copy()
-  thickness = max(1, round(max(rgb.shape[:2]) / 300))
-  for i, (x, y, w, h) in enumerate(boxes):
-    p1 = (round(x * ratio), round(y * ratio))
-    p2 = (round((x + w) * ratio), round((y + h) * ratio))
-    cv2.rectangle(rgb, p1, p2, (255, 64, 0), thickness)
-    # The number sits above the box (inside it only at the top edge), off the face.
-    label_y = p1[1] - 4 * thickness if p1[1] > 24 * thickness else p1[1] + 18 * thickness
-    cv2.putText(rgb, str(i), (p1[0] + 2, label_y), _HEADER_FONT, 0.6 * thickness,
-                (255, 64, 0), thickness, cv2.LINE_AA)
-  return rgb
-
-
-def write_png(path: str, rgb: np.ndarray):
-  image = rgb if rgb.ndim == 2 else cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
-  if not cv2.imwrite(path, image):
-    raise errors.UserError(f"{path}: cannot write (is the --out folder writable?)")
-
-
 def face_crops(image: np.ndarray, detect: bool, margin: float, max_faces: int):
   """[(box, square crop)] for a photo, largest face first; the whole image without detect.
 
@@ -253,7 +172,8 @@ def write_face(opts: Options, stem: str, index: int, face: np.ndarray,
   """Writes one face's grid and per-emotion PNGs; returns the grid's path."""
   prefix = os.path.join(opts.out_dir, f"{stem}_face{index}")
   grid_path = prefix + "_grid.png"
-  write_png(grid_path, make_grid(face, translated, opts.names, opts.scale, input_label))
+  cells = np.concatenate([face[None], translated])[None]
+  write_png(grid_path, visualize.make_grid(cells, [input_label, *opts.names], opts.scale))
   for name, out in zip(opts.names, translated):
     write_png(f"{prefix}_{name}.png", enlarge(out, opts.face_size))
   return grid_path

@@ -139,20 +139,6 @@ def test_unique_stem():
               "me", "me_2", "fer", "my_photo__1_", "me_3"]
 
 
-def test_make_grid_layout():
-  face = np.zeros((48, 48, 1), np.uint8)
-  translated = np.full((2, 48, 48, 1), 200, np.uint8)
-  grid = translate.make_grid(face, translated, ["Happy", "Surprise"], scale=2)
-  assert grid.dtype == np.uint8 and grid.ndim == 3 and grid.shape[2] == 3
-  height, width = grid.shape[:2]
-  assert width == 3 * 96 + 4 * translate._GAP and height > 96
-  body = grid[height - translate._GAP - 96:height - translate._GAP]
-  assert (body[:, translate._GAP:translate._GAP + 96] == 0).all()
-  assert (body[:, -translate._GAP - 96:-translate._GAP] == 200).all()
-  header = grid[:height - translate._GAP - 96]
-  assert (header < 128).any() and (header == 255).mean() > 0.7  # dark text on white
-
-
 def test_face_crops_without_detection_pads_to_a_square():
   image = np.zeros((30, 50), np.uint8)
   (box, crop), = translate.face_crops(image, detect=False, margin=0.2, max_faces=5)
