@@ -1,0 +1,147 @@
+"""Keras callbacks of a training run: checkpoints, sample grids, TensorBoard, progress."""
+
+import math
+import os
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from faceexpr_tf import errors
+from faceexpr_tf import runs
+from faceexpr_tf import visualize
+
+
+class TrainingDiverged(errors.UserError):
+  """A loss became NaN or Inf; nothing after the last good checkpoint is kept."""
+
+
+def _global_step(model) -> int:
+  return int(model.step.numpy())
+
+
+def _finite(logs) -> bool:
+  return all(math.isfinite(float(v)) for v in (logs or {}).values())
+
+
+class NanGuard(keras.callbacks.Callback):
+  """Stops the run at the first non-finite loss, before anything saves that state."""
+
+  def on_train_batch_end(self, batch, logs=None):
+    if not _finite(logs):
+      bad = ", ".join(k for k, v in logs.items() if not math.isfinite(float(v)))
+      raise TrainingDiverged(
+          f"non-finite loss at step {_global_step(self.model)} ({bad}); the last good "
+          "checkpoint is kept. Lower the learning rate or check the data, then resume.")
+
+
+class Checkpointer(keras.callbacks.Callback):
+  """Saves G, D and both optimizers every `every` steps; `save()` also at the end/on stop."""
+
+  def __init__(self, run_dir, every, keep, steps_per_epoch):
+    super().__init__()
+    self.run_dir, self.every, self.keep = run_dir, every, keep
+    self.steps_per_epoch = steps_per_epoch
+    self.last_saved = None
+
+  def save(self):
+    step = _global_step(self.model)
+    if step == self.last_saved:
+      return None
+    path = runs.save_checkpoint(
+        self.run_dir, step, self.model.checkpoint_groups(),
+        meta={"epoch": step // self.steps_per_epoch, "time": time.time()}, keep=self.keep)
+    self.last_saved = step
+    logging.info("Saved checkpoint %s", path)
+    return path
+
+  def on_train_batch_end(self, batch, logs=None):
+    if self.every and _global_step(self.model) % self.every == 0:
+      self.save()
+
+
+class SampleWriter(keras.callbacks.Callback):
+  """Every `every` steps: a PNG grid (input, then each target emotion) of a fixed batch,
+  the same grid as a TensorBoard image, and the training losses as TensorBoard scalars."""
+
+  def __init__(self, run_dir, images, emotions, every, log_every):
+    super().__init__()
+    self.images = np.asarray(images)            # uint8 [n, H, W, C], fixed for the run
+    self.emotions = tuple(emotions)
+    self.every, self.log_every = every, log_every
+    self.sample_dir = os.path.join(run_dir, "samples")
+    self.writer = tf.summary.create_file_writer(os.path.join(run_dir, "logs", "train"))
+    os.makedirs(self.sample_dir, exist_ok=True)
+
+  def grid(self):
+    """uint8 [n, 1 + K, H, W, C]: each input and its translation to every emotion."""
+    x = self.images.astype(np.float32) / 127.5 - 1.0
+    k, n = len(self.emotions), len(x)
+    outputs = [self.model.generator(x, np.eye(k, dtype=np.float32)[[c] * n], training=False)
+               for c in range(k)]
+    columns = [x] + [np.asarray(o) for o in outputs]
+    cells = np.stack(columns, axis=1)
+    return np.clip(np.round((cells + 1.0) * 127.5), 0, 255).astype(np.uint8)
+
+  def write_sample(self, step):
+    picture = visualize.make_grid(self.grid(), ["input", *self.emotions], scale=2)
+    path = os.path.join(self.sample_dir, f"step-{step:09d}.png")
+    visualize.write_png(path, picture)
+    with self.writer.as_default(step=step):
+      tf.summary.image("samples", picture[None], max_outputs=1)
+    return path
+
+  def on_train_batch_end(self, batch, logs=None):
+    step = _global_step(self.model)
+    if self.log_every and step % self.log_every == 0:
+      with self.writer.as_default(step=step):
+        for name, value in (logs or {}).items():
+          tf.summary.scalar(name, float(value))
+    if self.every and step % self.every == 0:
+      self.write_sample(step)
+
+  def on_epoch_end(self, epoch, logs=None):
+    step = _global_step(self.model)
+    with self.writer.as_default(step=step):
+      for name, value in (logs or {}).items():
+        if name.startswith("val_"):
+          tf.summary.scalar("validation/" + name[4:], float(value))
+    self.writer.flush()
+
+
+class Progress(keras.callbacks.Callback):
+  """A log line every `every` steps with overall progress, speed and ETA (Keras's own
+  progress bar only knows the current epoch)."""
+
+  def __init__(self, start_step, total_steps, batch_size, every, time_limit_s=0):
+    super().__init__()
+    self.start_step, self.total, self.batch_size = start_step, total_steps, batch_size
+    self.every, self.time_limit_s = every, time_limit_s
+    self.t0 = None
+    self.time_limit_hit = False
+
+  def on_train_batch_end(self, batch, logs=None):
+    if self.t0 is None:  # the first step includes tracing; time from after it
+      self.t0, self.step0 = time.time(), _global_step(self.model)
+      return
+    step = _global_step(self.model)
+    elapsed = time.time() - self.t0
+    if self.time_limit_s and elapsed > self.time_limit_s:
+      logging.warning("Time limit reached at step %d; stopping (rerun to continue).", step)
+      self.time_limit_hit = True
+      self.model.stop_training = True
+    if self.every and step % self.every == 0 and step > self.step0:
+      rate = (step - self.step0) / elapsed
+      eta = (self.total - step) / rate
+      losses = " ".join(f"{k}={float(v):.3f}" for k, v in (logs or {}).items())
+      logging.info("step %d/%d (%.0f%%) %.1f img/s ETA %s | %s", step, self.total,
+                   100 * step / self.total, rate * self.batch_size, _duration(eta), losses)
+
+
+def _duration(seconds: float) -> str:
+  seconds = int(seconds)
+  if seconds >= 3600:
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+  return f"{seconds // 60}m{seconds % 60:02d}s"

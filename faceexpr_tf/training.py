@@ -1,0 +1,299 @@
+"""`python main.py train`: build data and StarGAN, fit() with checkpoints, resume.
+
+Rerunning the same command resumes from the run dir's newest checkpoint: same step, same
+optimizer state, same upcoming batches (the input stream is a pure function of seed and
+step). Ctrl-C and SIGTERM save a checkpoint before exiting; a hard kill loses at most
+--checkpoint_every steps.
+"""
+
+import dataclasses
+import signal
+import time
+
+import keras
+import numpy as np
+from absl import flags
+from absl import logging
+
+from faceexpr_tf import callbacks as callbacks_lib
+from faceexpr_tf import data
+from faceexpr_tf import devices
+from faceexpr_tf import emotions as emotions_lib
+from faceexpr_tf import errors
+from faceexpr_tf import models
+from faceexpr_tf import runs
+from faceexpr_tf import stargan
+
+_D = {"allow_override": True}  # other modes define some of the same names
+
+# Data.
+_DATA = flags.DEFINE_string(
+    "data", "synthetic", "'synthetic' (built-in procedural faces), a fer2013.csv[.gz] or an "
+    "image folder root/<emotion>/*.png.", **_D)
+_EMOTIONS = flags.DEFINE_string("emotions", ",".join(emotions_lib.DEFAULT_EMOTIONS),
+                                "Emotions to learn, in class-id order.", **_D)
+_TRAIN_USAGE = flags.DEFINE_string("train_usage", "Training", "csv Usage value(s) to train "
+                                   "on (comma-separated).", **_D)
+_VAL_USAGE = flags.DEFINE_string("val_usage", "PublicTest", "csv Usage value(s) to validate "
+                                 "on; empty = no validation.", **_D)
+_SKIP_BAD_ROWS = flags.DEFINE_bool("skip_bad_rows", False, "Skip malformed csv rows (and "
+                                   "report how many) instead of stopping.", **_D)
+_SYNTHETIC_IDENTITIES = flags.DEFINE_integer("synthetic_identities", 200, "Identities "
+                                             "rendered for --data=synthetic.", **_D)
+_FLIP = flags.DEFINE_bool("flip", True, "Random horizontal flips.", **_D)
+# Model shape (a run dir refuses different values).
+_IMAGE_SIZE = flags.DEFINE_integer("image_size", 48, "Image side in pixels.", **_D)
+_G_CONV_DIM = flags.DEFINE_integer("g_conv_dim", 64, "G's first layer width.", **_D)
+_G_REPEAT = flags.DEFINE_integer("g_repeat_num", 6, "G's residual blocks.", **_D)
+_D_CONV_DIM = flags.DEFINE_integer("d_conv_dim", 64, "D's first layer width.", **_D)
+_D_REPEAT = flags.DEFINE_integer("d_repeat_num", 4, "D's stride-2 layers.", **_D)
+_UPSAMPLE = flags.DEFINE_enum("upsample", "transpose", ["transpose", "resize"],
+                              "G's upsampling: transposed conv (official) or nearest "
+                              "resize + conv (no checkerboard artifacts).", **_D)
+# Losses.
+_GAN_LOSS = flags.DEFINE_enum("gan_loss", "log", list(stargan.GAN_LOSSES),
+                              "log: the paper's loss; wgan-gp: official StarGAN's.", **_D)
+_SATURATING_G = flags.DEFINE_bool("saturating_g", False, "log loss: G minimises "
+                                  "log(1 - D(G)) literally instead of -log D(G).", **_D)
+_LAMBDA_CLS = flags.DEFINE_float("lambda_cls", 1.0, "Weight of the class loss.", **_D)
+_LAMBDA_REC = flags.DEFINE_float("lambda_rec", 10.0, "Weight of the cycle L1.", **_D)
+_LAMBDA_GP = flags.DEFINE_float("lambda_gp", 10.0, "Weight of the gradient penalty.", **_D)
+_N_CRITIC = flags.DEFINE_integer("n_critic", 1, "D updates per G update.", **_D)
+# Optimisation.
+_BATCH_SIZE = flags.DEFINE_integer("batch_size", 8, "Images per step (global).", **_D)
+_EPOCHS = flags.DEFINE_integer("epochs", 400, "Passes over the training set.", **_D)
+_MAX_STEPS = flags.DEFINE_integer("max_steps", 0, "Stop after this many steps in total "
+                                  "(0: epochs x steps per epoch).", **_D)
+_G_LR = flags.DEFINE_float("g_lr", 1e-4, "G's Adam learning rate.", **_D)
+_D_LR = flags.DEFINE_float("d_lr", 1e-4, "D's Adam learning rate.", **_D)
+_BETA1 = flags.DEFINE_float("beta1", 0.5, "Adam beta1.", **_D)
+_BETA2 = flags.DEFINE_float("beta2", 0.999, "Adam beta2.", **_D)
+_SEED = flags.DEFINE_integer("seed", 0, "Seed of weights, data order, flips, targets.", **_D)
+# Devices.
+_PRECISION = flags.DEFINE_enum("precision", "auto", list(devices.PRECISIONS),
+                               "auto: bf16 where the device has native bf16 math.", **_D)
+_JIT = flags.DEFINE_string("jit_compile", "auto", "XLA: auto (GPU only), true, false.", **_D)
+_STRATEGY = flags.DEFINE_string("strategy", "auto", "auto, default or mirrored (all GPUs).",
+                                **_D)
+_STEPS_PER_EXECUTION = flags.DEFINE_integer("steps_per_execution", 1, "train steps per "
+                                            "graph call (GPU: fewer host round trips).", **_D)
+# Run dir.
+_RUN_DIR = flags.DEFINE_string("run_dir", "runs/default", "Where checkpoints, samples and "
+                               "logs go; rerun to resume.", **_D)
+_CHECKPOINT_EVERY = flags.DEFINE_integer("checkpoint_every", 1000, "Steps between "
+                                         "checkpoints (also saved at the end and on "
+                                         "Ctrl-C/SIGTERM).", **_D)
+_KEEP = flags.DEFINE_integer("keep_checkpoints", 3, "Newest checkpoints kept.", **_D)
+_SAMPLE_EVERY = flags.DEFINE_integer("sample_every", 500, "Steps between sample grids.",
+                                     **_D)
+_LOG_EVERY = flags.DEFINE_integer("log_every", 100, "Steps between progress lines and "
+                                  "TensorBoard scalars.", **_D)
+_VALIDATE = flags.DEFINE_bool("validate", True, "Validation pass after each epoch.", **_D)
+_MAX_MINUTES = flags.DEFINE_float("max_minutes", 0, "Stop (with a checkpoint) after this "
+                                  "much training time; 0 = no limit.", **_D)
+_VERBOSE = flags.DEFINE_enum("verbose", "auto", ["auto", "0", "1", "2"], "Keras progress "
+                             "bar: 1 = bar with ETA, 2 = a line per epoch.", **_D)
+_REPORT = flags.DEFINE_bool("report", True, "After training on synthetic data, write the "
+                            "ground-truth evaluation report (run_dir/report).", **_D)
+
+
+@dataclasses.dataclass
+class TrainConfig:
+  """Everything `train()` needs; `from_flags()` builds it from the command line."""
+  run_dir: str
+  model: models.ModelConfig
+  emotions: tuple[str, ...]
+  data: str = "synthetic"
+  train_usage: str = "Training"
+  val_usage: str = "PublicTest"
+  skip_bad_rows: bool = False
+  synthetic_identities: int = 200
+  flip: bool = True
+  gan_loss: str = "log"
+  saturating_g: bool = False
+  lambda_cls: float = 1.0
+  lambda_rec: float = 10.0
+  lambda_gp: float = 10.0
+  n_critic: int = 1
+  batch_size: int = 8
+  epochs: int = 400
+  max_steps: int = 0
+  g_lr: float = 1e-4
+  d_lr: float = 1e-4
+  beta1: float = 0.5
+  beta2: float = 0.999
+  seed: int = 0
+  precision: str = "auto"
+  jit_compile: str = "auto"
+  strategy: str = "auto"
+  steps_per_execution: int = 1
+  checkpoint_every: int = 1000
+  keep_checkpoints: int = 3
+  sample_every: int = 500
+  log_every: int = 100
+  validate: bool = True
+  max_minutes: float = 0.0
+  verbose: str = "auto"
+  report: bool = True
+
+
+def config_from_flags() -> TrainConfig:
+  emotions = emotions_lib.parse_emotions(_EMOTIONS.value)
+  model = models.ModelConfig(
+      image_size=_IMAGE_SIZE.value, channels=1, num_classes=len(emotions),
+      g_conv_dim=_G_CONV_DIM.value, g_repeat_num=_G_REPEAT.value,
+      d_conv_dim=_D_CONV_DIM.value, d_repeat_num=_D_REPEAT.value, upsample=_UPSAMPLE.value)
+  values = {f.name: flags.FLAGS[f.name].value for f in dataclasses.fields(TrainConfig)
+            if f.name not in ("model", "emotions")}
+  return TrainConfig(model=model, emotions=emotions, **values)
+
+
+def _load_data(cfg: TrainConfig):
+  common = dict(emotions=cfg.emotions, skip_bad_rows=cfg.skip_bad_rows,
+                image_size=cfg.model.image_size,
+                synthetic_identities=cfg.synthetic_identities, seed=cfg.seed)
+  train = data.load_faces(cfg.data, split="train", usage=cfg.train_usage.split(","),
+                          **common)
+  logging.info("Training data: %s, %d images: %s", train.source, len(train),
+               train.class_counts())
+  val = None
+  if cfg.validate and (cfg.data == "synthetic" or cfg.val_usage):
+    try:
+      val = data.load_faces(cfg.data, split="validation",
+                            usage=cfg.val_usage.split(",") if cfg.val_usage else None,
+                            **common)
+      logging.info("Validation data: %s, %d images: %s", val.source, len(val),
+                   val.class_counts())
+    except data.DataError as e:
+      logging.warning("No validation (%s)", e)
+  return train, val
+
+
+def _sample_images(faces: data.FaceSet, per_class: int = 2) -> np.ndarray:
+  """A fixed, class-balanced handful of images for the sample grids."""
+  picks = []
+  for c in range(len(faces.emotions)):
+    picks.extend(np.flatnonzero(faces.labels == c)[:per_class])
+  return faces.images[np.sort(np.asarray(picks, dtype=np.int64))]
+
+
+def build_stargan(cfg: TrainConfig, plan: devices.DevicePlan) -> stargan.StarGAN:
+  """G, D, StarGAN and optimizers, created inside the strategy's scope."""
+  with plan.strategy.scope():
+    keras.utils.set_random_seed(cfg.seed)
+    generator, discriminator = models.build_models(cfg.model)
+    model = stargan.StarGAN(
+        generator, discriminator, gan_loss=cfg.gan_loss, lambda_cls=cfg.lambda_cls,
+        lambda_rec=cfg.lambda_rec, lambda_gp=cfg.lambda_gp, n_critic=cfg.n_critic,
+        saturating_g=cfg.saturating_g)
+    model.compile(
+        g_optimizer=keras.optimizers.Adam(cfg.g_lr, beta_1=cfg.beta1, beta_2=cfg.beta2),
+        d_optimizer=keras.optimizers.Adam(cfg.d_lr, beta_1=cfg.beta1, beta_2=cfg.beta2),
+        jit_compile=plan.jit_compile, steps_per_execution=cfg.steps_per_execution)
+  return model
+
+
+class _Stop(KeyboardInterrupt):
+  """SIGTERM, delivered like Ctrl-C so the same save-and-exit path handles both."""
+
+
+def _raise_stop(signum, frame):
+  raise _Stop()
+
+
+def train(cfg: TrainConfig) -> dict:
+  """Trains (or resumes) a run; returns a summary dict (step, stopped_by, ...)."""
+  plan = devices.plan(cfg.precision, cfg.jit_compile, cfg.strategy)
+  resuming = runs.prepare_run_dir(
+      cfg.run_dir, runs.RunConfig(cfg.model, cfg.emotions, _training_record(cfg, plan)))
+  train_faces, val_faces = _load_data(cfg)
+  spe = data.steps_per_epoch(train_faces, cfg.batch_size)
+  total = cfg.max_steps or cfg.epochs * spe
+  model = build_stargan(cfg, plan)
+  start = 0
+  if resuming:
+    meta = runs.restore_latest(cfg.run_dir, model.checkpoint_groups())
+    start = int(meta["step"]) if meta else 0
+  if start >= total:
+    logging.info("%s is already trained to step %d (of %d); nothing to do.", cfg.run_dir,
+                 start, total)
+    return {"step": start, "total_steps": total, "stopped_by": "done"}
+  logging.info("%s at step %d of %d (%d steps per epoch, batch %d)",
+               "Resuming" if start else "Starting", start, total, spe, cfg.batch_size)
+
+  checkpointer = callbacks_lib.Checkpointer(cfg.run_dir, cfg.checkpoint_every,
+                                            cfg.keep_checkpoints, spe)
+  sampler = callbacks_lib.SampleWriter(cfg.run_dir,
+                                       _sample_images(val_faces or train_faces),
+                                       cfg.emotions, cfg.sample_every, cfg.log_every)
+  progress = callbacks_lib.Progress(start, total, cfg.batch_size, cfg.log_every,
+                                    cfg.max_minutes * 60)
+  callbacks = [callbacks_lib.NanGuard(), checkpointer, sampler, progress]
+  for cb in callbacks:
+    cb.set_model(model)
+  val_ds = (data.make_eval_dataset(val_faces, cfg.batch_size, seed=cfg.seed)
+            if val_faces is not None else None)
+  verbose = _verbosity(cfg.verbose)
+
+  previous_handler = signal.signal(signal.SIGTERM, _raise_stop)
+  stopped_by, t0 = "done", time.time()
+  try:
+    step = start
+    # One fit() per epoch, so a run resumed mid-epoch finishes exactly that epoch's
+    # remaining batches and later epochs line up with an uninterrupted run.
+    while step < total:
+      epoch = step // spe
+      n = min((epoch + 1) * spe, total) - step
+      stream = data.make_train_dataset(train_faces, cfg.batch_size, seed=cfg.seed,
+                                       start_step=step, num_steps=n, flip=cfg.flip)
+      model.fit(stream, epochs=epoch + 1, initial_epoch=epoch, steps_per_epoch=n,
+                validation_data=val_ds, callbacks=callbacks, verbose=verbose,
+                shuffle=False)
+      step = int(model.step.numpy())
+      if progress.time_limit_hit:
+        stopped_by = "time_limit"
+        break
+  except KeyboardInterrupt as e:
+    stopped_by = "sigterm" if isinstance(e, _Stop) else "interrupt"
+    logging.warning("Stopped by %s at step %d; saving a checkpoint. Rerun the same "
+                    "command to resume.", "SIGTERM" if stopped_by == "sigterm" else "Ctrl-C",
+                    int(model.step.numpy()))
+  finally:
+    signal.signal(signal.SIGTERM, previous_handler)
+  # A diverged run raised TrainingDiverged above and never gets here: no NaN is saved.
+  checkpointer.save()
+  step = int(model.step.numpy())
+  if stopped_by == "done" or step % max(cfg.sample_every, 1):
+    sampler.write_sample(step)
+  summary = {"step": step, "total_steps": total, "stopped_by": stopped_by,
+             "seconds": round(time.time() - t0, 1),
+             "images_per_second": round((step - start) * cfg.batch_size /
+                                        max(time.time() - t0, 1e-9), 1)}
+  logging.info("Training %s at step %d/%d: %s", "finished" if stopped_by == "done" else
+               "stopped", step, total, summary)
+  return summary
+
+
+def _training_record(cfg: TrainConfig, plan: devices.DevicePlan) -> dict:
+  record = dataclasses.asdict(cfg)
+  record.pop("model")
+  record["devices"] = plan.description
+  return record
+
+
+def _verbosity(value: str) -> int:
+  if value != "auto":
+    return int(value)
+  import sys  # pylint: disable=g-import-not-at-top
+  return 1 if sys.stdout.isatty() else 2
+
+
+def run():
+  cfg = config_from_flags()
+  summary = train(cfg)
+  if summary["stopped_by"] in ("interrupt", "sigterm"):
+    return 130
+  if cfg.report and cfg.data == "synthetic" and summary["stopped_by"] == "done":
+    from faceexpr_tf import evaluate  # pylint: disable=g-import-not-at-top
+    evaluate.synthetic_report(cfg.run_dir)
+  return 0
