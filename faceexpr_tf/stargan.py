@@ -128,12 +128,14 @@ class StarGAN(keras.Model):
     x_real, label_org, label_trg = data
     onehot_org = tf.one_hot(label_org, self.num_classes)
     onehot_trg = tf.one_hot(label_trg, self.num_classes)
-    step = self.d_optimizer.iterations  # read before the D update increments it
     logs = self._d_step(x_real, label_org, onehot_trg)
     if self.n_critic == 1:
       g_logs, g_weight = self._g_step(x_real, label_trg, onehot_org, onehot_trg), 1.0
     else:
-      do_g = tf.equal(step % self.n_critic, 0)
+      # As official StarGAN: G steps after every n_critic-th D step, (i + 1) % n_critic == 0.
+      # The read is ordered after the D update (automatic control dependencies).
+      done = tf.convert_to_tensor(self.d_optimizer.iterations)
+      do_g = tf.equal(done % self.n_critic, 0)
       g_logs = tf.cond(
           do_g, lambda: self._g_step(x_real, label_trg, onehot_org, onehot_trg),
           lambda: {"G/loss_fake": 0.0, "G/loss_rec": 0.0, "G/loss_cls": 0.0})

@@ -1,0 +1,6 @@
+import os
+import sys
+
+# Tests import the package from the checkout, installed or not.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

@@ -1,0 +1,64 @@
+import math
+
+import numpy as np
+import pytest
+
+from faceexpr_tf import losses
+
+
+def f(x):
+  return float(np.asarray(x))
+
+
+def test_log_losses_by_hand():
+  t = np.array([2.0, -1.0], np.float32)
+  sig = 1 / (1 + np.exp(-t))
+  assert f(losses.log_d_loss_real(t)) == pytest.approx(np.mean(-np.log(sig)), rel=1e-6)
+  assert f(losses.log_d_loss_fake(t)) == pytest.approx(np.mean(-np.log(1 - sig)), rel=1e-6)
+  assert f(losses.log_g_loss(t)) == pytest.approx(np.mean(-np.log(sig)), rel=1e-6)
+  assert f(losses.log_g_loss(t, saturating=True)) == pytest.approx(np.mean(np.log(1 - sig)),
+                                                                   rel=1e-6)
+  # At D's indifference point every log term is log 2.
+  assert f(losses.log_d_loss_real(np.zeros((4, 3, 3, 1)))) == pytest.approx(math.log(2))
+
+
+def test_log_losses_are_stable_for_extreme_logits():
+  t = np.array([80.0, -80.0], np.float32)
+  for fn in (losses.log_d_loss_real, losses.log_d_loss_fake, losses.log_g_loss):
+    assert math.isfinite(f(fn(t)))
+  assert f(losses.log_d_loss_real(np.array([80.0]))) == pytest.approx(0.0, abs=1e-6)
+  assert f(losses.log_d_loss_fake(np.array([80.0]))) == pytest.approx(80.0, rel=1e-6)
+
+
+def test_wgan_losses_by_hand():
+  real, fake = np.array([1.0, 3.0]), np.array([-2.0, 0.0])
+  assert f(losses.wgan_d_loss_real(real)) == pytest.approx(-2.0)
+  assert f(losses.wgan_d_loss_fake(fake)) == pytest.approx(-1.0)
+  assert f(losses.wgan_g_loss(fake)) == pytest.approx(1.0)
+
+
+def test_gradient_penalty_by_hand():
+  unit = np.zeros((2, 4, 4, 1), np.float32)
+  unit[:, 0, 0, 0] = 1.0                                   # norm 1 -> no penalty
+  assert f(losses.gradient_penalty(unit)) == pytest.approx(0.0, abs=1e-6)
+  assert f(losses.gradient_penalty(np.zeros((2, 4, 4, 1)))) == pytest.approx(1.0, rel=1e-5)
+  three = np.full((1, 3, 3, 1), 1.0, np.float32)           # norm 3 -> (3 - 1)^2
+  assert f(losses.gradient_penalty(three)) == pytest.approx(4.0, rel=1e-5)
+
+
+def test_classification_loss_and_accuracy():
+  assert f(losses.classification_loss(np.zeros((3, 4)), np.array([0, 1, 3]))) == \
+      pytest.approx(math.log(4), rel=1e-6)
+  logits = np.array([[5.0, 0, 0, 0], [0, 0, 5.0, 0]])
+  expected = -np.log(np.exp(5) / (np.exp(5) + 3))
+  assert f(losses.classification_loss(logits, np.array([0, 2]))) == pytest.approx(expected,
+                                                                                 rel=1e-5)
+  assert f(losses.accuracy(logits, np.array([0, 1]))) == pytest.approx(0.5)
+
+
+def test_reconstruction_loss():
+  x = np.zeros((2, 4, 4, 1), np.float32)
+  y = x.copy()
+  y[0] = 1.0
+  assert f(losses.reconstruction_loss(x, y)) == pytest.approx(0.5)
+  assert f(losses.reconstruction_loss(x, x)) == 0.0

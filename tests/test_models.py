@@ -1,0 +1,72 @@
+import ast
+import inspect
+
+import numpy as np
+import pytest
+
+from faceexpr_tf import models
+
+TINY = models.ModelConfig(g_conv_dim=8, g_repeat_num=1, d_conv_dim=8)
+
+
+@pytest.mark.parametrize("config", [
+    models.ModelConfig(),                                     # official G, 48 px D
+    models.ModelConfig(g_conv_dim=32, g_repeat_num=3, upsample="resize"),
+    models.ModelConfig(image_size=64, num_classes=7, d_conv_dim=16, d_repeat_num=4),
+    models.ModelConfig(image_size=128, channels=3, num_classes=5, d_repeat_num=6),  # CelebA
+])
+def test_parameter_counts_match_official_stargan_formulas(config):
+  g, d = models.build_models(config)
+  assert g.count_params() == models.expected_generator_params(config)
+  assert d.count_params() == models.expected_discriminator_params(config)
+
+
+def test_default_generator_is_official_size():
+  # Official StarGAN G with 1 input channel and 4 classes, counted by hand.
+  assert models.expected_generator_params(models.ModelConfig()) == 8_414_848
+  assert models.expected_discriminator_params(models.ModelConfig()) == 2_777_536
+
+
+def test_output_shapes_and_ranges():
+  g, d = models.build_models(models.ModelConfig(g_conv_dim=8, g_repeat_num=1, d_conv_dim=8))
+  x = np.random.default_rng(0).uniform(-1, 1, (3, 48, 48, 1)).astype(np.float32)
+  y = np.asarray(g(x, np.eye(4, dtype=np.float32)[[0, 1, 3]]))
+  assert y.shape == (3, 48, 48, 1) and y.dtype == np.float32
+  assert np.abs(y).max() <= 1.0
+  src, cls = d(x)
+  assert tuple(src.shape) == (3, 3, 3, 1)   # 48 px / 2**4 = 3x3 PatchGAN map
+  assert tuple(cls.shape) == (3, 4)
+  assert TINY.d_kernel_size == 3
+
+
+def test_target_changes_output():
+  g, _ = models.build_models(TINY)
+  x = np.random.default_rng(1).uniform(-1, 1, (1, 48, 48, 1)).astype(np.float32)
+  outs = [np.asarray(g(x, np.eye(4, dtype=np.float32)[[c]])) for c in range(4)]
+  assert all(np.abs(outs[0] - o).max() > 1e-4 for o in outs[1:])
+
+
+def test_group_norm_minus_one_is_instance_norm():
+  import keras  # pylint: disable=g-import-not-at-top
+  x = np.random.default_rng(2).normal(3, 2, (2, 6, 6, 5)).astype(np.float32)
+  y = np.asarray(keras.layers.GroupNormalization(groups=-1, epsilon=1e-5)(x))
+  mean = x.mean(axis=(1, 2), keepdims=True)
+  var = x.var(axis=(1, 2), keepdims=True)
+  np.testing.assert_allclose(y, (x - mean) / np.sqrt(var + 1e-5), atol=1e-5)
+
+
+def test_networks_are_backend_agnostic():
+  # G and D must also run under JAX: Keras layers and keras.ops only.
+  tree = ast.parse(inspect.getsource(models))
+  imported = {alias.name.split(".")[0] for node in ast.walk(tree)
+              if isinstance(node, (ast.Import, ast.ImportFrom))
+              for alias in (node.names if isinstance(node, ast.Import) else
+                            [type("m", (), {"name": node.module or ""})])}
+  assert "tensorflow" not in imported and "keras" in imported
+
+
+def test_bad_configs_are_refused():
+  with pytest.raises(ValueError, match="upsample"):
+    models.ModelConfig(upsample="bilinear")
+  with pytest.raises(ValueError, match="divisible"):
+    models.ModelConfig(image_size=40)

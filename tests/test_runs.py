@@ -1,0 +1,108 @@
+import json
+import os
+
+import numpy as np
+import pytest
+from absl import logging
+
+from faceexpr_tf import models
+from faceexpr_tf import runs
+
+TINY = models.ModelConfig(g_conv_dim=8, g_repeat_num=1, d_conv_dim=8)
+EMOTIONS = ("Angry", "Happy", "Sad", "Surprise")
+
+
+def _models(seed):
+  import keras  # pylint: disable=g-import-not-at-top
+  keras.utils.set_random_seed(seed)
+  return models.build_models(TINY)
+
+
+def test_checkpoint_round_trip_is_exact(tmp_path):
+  g, d = _models(0)
+  runs.save_checkpoint(str(tmp_path), 7, {"generator": g.weights, "discriminator": d.weights},
+                       meta={"epoch": 1})
+  g2, d2 = _models(1)
+  assert not np.allclose(g.weights[0].numpy(), g2.weights[0].numpy())
+  meta = runs.restore_latest(str(tmp_path), {"generator": g2.weights,
+                                             "discriminator": d2.weights})
+  assert meta["step"] == 7 and meta["epoch"] == 1
+  for a, b in zip(g.weights + d.weights, g2.weights + d2.weights):
+    np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def test_keeps_newest_k_and_no_temporary_files(tmp_path):
+  g, _ = _models(0)
+  for step in (1, 2, 3, 4, 5):
+    runs.save_checkpoint(str(tmp_path), step, {"generator": g.weights}, keep=2)
+  assert [s for s, _ in runs.list_checkpoints(str(tmp_path))] == [4, 5]
+  assert not [n for n in os.listdir(runs.checkpoint_dir(str(tmp_path))) if n.endswith(".tmp")]
+
+
+def test_corrupt_latest_falls_back_to_previous(tmp_path, caplog):
+  g, _ = _models(0)
+  runs.save_checkpoint(str(tmp_path), 1, {"generator": g.weights})
+  expected = [w.numpy().copy() for w in g.weights]
+  g.weights[0].assign(g.weights[0].numpy() + 1)
+  newest = runs.save_checkpoint(str(tmp_path), 2, {"generator": g.weights})
+  with open(newest, "r+b") as f:           # a half-written file, e.g. disk full
+    f.truncate(os.path.getsize(newest) // 2)
+  g2, _ = _models(3)
+  with caplog.at_level(logging.WARNING):
+    meta = runs.restore_latest(str(tmp_path), {"generator": g2.weights})
+  assert meta["step"] == 1
+  assert "corrupt" in caplog.text and "ckpt-000000002" in caplog.text
+  for a, b in zip(expected, g2.weights):
+    np.testing.assert_array_equal(a, b.numpy())
+
+
+def test_all_corrupt_is_a_clear_error(tmp_path):
+  g, _ = _models(0)
+  path = runs.save_checkpoint(str(tmp_path), 1, {"generator": g.weights})
+  with open(path, "wb") as f:
+    f.write(b"not a checkpoint")
+  with pytest.raises(runs.RunDirError, match="no readable checkpoint"):
+    runs.restore_latest(str(tmp_path), {"generator": g.weights})
+
+
+def test_shape_mismatch_is_refused_before_any_assignment(tmp_path):
+  g, _ = _models(0)
+  runs.save_checkpoint(str(tmp_path), 1, {"generator": g.weights})
+  other = models.Generator(models.ModelConfig(g_conv_dim=16, g_repeat_num=1))
+  other.build()
+  before = other.weights[0].numpy().copy()
+  with pytest.raises(runs.RunDirError, match="shape"):
+    runs.restore_latest(str(tmp_path), {"generator": other.weights})
+  np.testing.assert_array_equal(before, other.weights[0].numpy())
+
+
+def test_run_dir_refuses_other_model_flags(tmp_path):
+  run_dir = str(tmp_path / "run")
+  assert runs.prepare_run_dir(run_dir, runs.RunConfig(TINY, EMOTIONS)) is False
+  assert runs.prepare_run_dir(run_dir, runs.RunConfig(TINY, EMOTIONS, {"lr": 1})) is True
+  with pytest.raises(runs.RunDirError, match="g_conv_dim=8 \\(now 16\\)"):
+    runs.prepare_run_dir(run_dir, runs.RunConfig(
+        models.ModelConfig(g_conv_dim=16, g_repeat_num=1, d_conv_dim=8), EMOTIONS))
+  with pytest.raises(runs.RunDirError, match="emotions"):
+    runs.prepare_run_dir(run_dir, runs.RunConfig(TINY, ("Happy", "Sad")))
+  assert json.load(open(os.path.join(run_dir, "config.json")))["model"]["g_conv_dim"] == 8
+
+
+def test_load_generator_for_inference(tmp_path):
+  run_dir = str(tmp_path)
+  runs.prepare_run_dir(run_dir, runs.RunConfig(TINY, EMOTIONS))
+  g, _ = _models(0)
+  runs.save_checkpoint(run_dir, 3, {"generator": g.weights})
+  g.weights[0].assign(g.weights[0].numpy() * 2)
+  runs.save_checkpoint(run_dir, 9, {"generator": g.weights})
+  x = np.random.default_rng(0).uniform(-1, 1, (2, 48, 48, 1)).astype(np.float32)
+  c = np.eye(4, dtype=np.float32)[[1, 2]]
+  loaded, config, step = runs.load_generator(run_dir)
+  assert step == 9 and config.emotions == EMOTIONS
+  np.testing.assert_array_equal(np.asarray(loaded(x, c)), np.asarray(g(x, c)))
+  _, _, step = runs.load_generator(run_dir, checkpoint=3)
+  assert step == 3
+  with pytest.raises(runs.RunDirError, match="no checkpoint for step 4"):
+    runs.load_generator(run_dir, checkpoint=4)
+  with pytest.raises(runs.RunDirError, match="no such run directory"):
+    runs.load_generator(str(tmp_path / "nope"))
