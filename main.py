@@ -42,7 +42,10 @@ def main():
   # Importing the mode's module defines its flags (and only its flags).
   module = importlib.import_module(MODES[mode])
   from absl import app
+  from absl import flags
   from faceexpr_tf import errors
+  # `main.py <mode> --help` lists the mode's own flags, not only main's.
+  flags.adopt_module_key_flags(module)
 
   def run(unused_argv):
     try:

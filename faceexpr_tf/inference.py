@@ -28,7 +28,7 @@ METADATA_SIGNATURE = "metadata"
 _VERSION_RE = re.compile(r"^\d+$")
 # export.py names a .tflite `<model_name>_<quant>.tflite` and its labels
 # `<model_name>_labels.txt`.
-_QUANT_SUFFIX_RE = re.compile(r"_(float32|float16|int8|none)$")
+_QUANT_SUFFIX_RE = re.compile(r"_(float32|float16|dynamic|int8|int16x8|none)$")
 # Images per forward pass: bounds memory for big inputs without slowing small ones.
 _BATCH = 64
 

@@ -13,8 +13,8 @@ from faceexpr_tf import losses
 GAN_LOSSES = ("log", "wgan-gp")
 
 # Log keys: TensorBoard groups scalars by the part before "/".
-TRAIN_METRICS = ("D/loss_real", "D/loss_fake", "D/loss_cls", "D/loss_gp",
-                 "G/loss_fake", "G/loss_rec", "G/loss_cls", "D/accuracy")
+TRAIN_METRICS = ("D/loss", "D/loss_real", "D/loss_fake", "D/loss_cls", "D/loss_gp",
+                 "G/loss", "G/loss_fake", "G/loss_rec", "G/loss_cls", "D/accuracy")
 EVAL_METRICS = ("D/accuracy", "G/loss_rec", "G/fake_accuracy")
 
 
@@ -107,7 +107,7 @@ class StarGAN(keras.Model):
       scaled = self.d_optimizer.scale_loss(loss)
     variables = self.discriminator.trainable_variables
     self.d_optimizer.apply_gradients(zip(tape.gradient(scaled, variables), variables))
-    return {"D/loss_real": loss_real, "D/loss_fake": loss_fake, "D/loss_cls": loss_cls,
+    return {"D/loss": loss, "D/loss_real": loss_real, "D/loss_fake": loss_fake, "D/loss_cls": loss_cls,
             "D/loss_gp": loss_gp, "D/accuracy": losses.accuracy(real_cls, label_org)}
 
   def _g_step(self, x_real, label_trg, onehot_org, onehot_trg):
@@ -122,7 +122,7 @@ class StarGAN(keras.Model):
       scaled = self.g_optimizer.scale_loss(loss)
     variables = self.generator.trainable_variables
     self.g_optimizer.apply_gradients(zip(tape.gradient(scaled, variables), variables))
-    return {"G/loss_fake": loss_fake, "G/loss_rec": loss_rec, "G/loss_cls": loss_cls}
+    return {"G/loss": loss, "G/loss_fake": loss_fake, "G/loss_rec": loss_rec, "G/loss_cls": loss_cls}
 
   def train_step(self, data):
     x_real, label_org, label_trg = data
@@ -138,7 +138,7 @@ class StarGAN(keras.Model):
       do_g = tf.equal(done % self.n_critic, 0)
       g_logs = tf.cond(
           do_g, lambda: self._g_step(x_real, label_trg, onehot_org, onehot_trg),
-          lambda: {"G/loss_fake": 0.0, "G/loss_rec": 0.0, "G/loss_cls": 0.0})
+          lambda: {"G/loss": 0.0, "G/loss_fake": 0.0, "G/loss_rec": 0.0, "G/loss_cls": 0.0})
       g_weight = tf.cast(do_g, tf.float32)
     for name, value in logs.items():
       self.trackers[name].update_state(value)

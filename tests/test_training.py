@@ -1,0 +1,154 @@
+"""Training runs end to end: checkpoints, exact resume, kill/SIGTERM, divergence."""
+
+import dataclasses
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from faceexpr_tf import callbacks
+from faceexpr_tf import models
+from faceexpr_tf import runs
+from faceexpr_tf import training
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = models.ModelConfig(g_conv_dim=8, g_repeat_num=1, d_conv_dim=8)
+
+
+def _config(run_dir, **overrides):
+  base = dict(run_dir=str(run_dir), model=TINY, emotions=("Angry", "Happy", "Sad", "Surprise"),
+              synthetic_identities=8, batch_size=8, max_steps=10, checkpoint_every=4,
+              sample_every=5, log_every=5, precision="float32", jit_compile="false",
+              verbose="0", report=False)
+  base.update(overrides)
+  return training.TrainConfig(**base)
+
+
+def _weights(run_dir):
+  _, path = runs.list_checkpoints(str(run_dir))[-1]
+  _, arrays = runs.read_checkpoint(path, ["generator", "discriminator", "g_optimizer",
+                                          "d_optimizer"])
+  return arrays
+
+
+def test_train_writes_checkpoints_samples_and_logs(tmp_path):
+  summary = training.train(_config(tmp_path))
+  assert summary["step"] == 10 and summary["stopped_by"] == "done"
+  assert [s for s, _ in runs.list_checkpoints(str(tmp_path))] == [4, 8, 10]
+  assert sorted(os.listdir(tmp_path / "samples")) == ["step-000000005.png",
+                                                      "step-000000010.png"]
+  assert os.listdir(tmp_path / "logs" / "train")
+  # Nothing more to do when rerun at the end.
+  assert training.train(_config(tmp_path))["stopped_by"] == "done"
+
+
+def test_resume_matches_an_uninterrupted_run_exactly(tmp_path):
+  # 8 synthetic identities x 4 = 32 images = 4 steps per epoch: 10 steps cross 2 epoch
+  # boundaries, and the interrupted run stops mid-epoch (step 6).
+  training.train(_config(tmp_path / "straight"))
+  training.train(_config(tmp_path / "split", max_steps=6, checkpoint_every=0))
+  assert [s for s, _ in runs.list_checkpoints(str(tmp_path / "split"))] == [6]
+  summary = training.train(_config(tmp_path / "split"))
+  assert summary["step"] == 10
+  straight, split = _weights(tmp_path / "straight"), _weights(tmp_path / "split")
+  for group in straight:
+    assert len(straight[group]) == len(split[group])
+    for a, b in zip(straight[group], split[group]):
+      np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6, err_msg=group)
+
+
+def test_diverged_run_keeps_last_good_checkpoint(tmp_path):
+  training.train(_config(tmp_path, max_steps=4))
+  good = _weights(tmp_path)
+  with pytest.raises(callbacks.TrainingDiverged, match="non-finite loss at step 5"):
+    training.train(_config(tmp_path, lambda_rec=float("nan")))
+  assert [s for s, _ in runs.list_checkpoints(str(tmp_path))] == [4]
+  for a, b in zip(good["generator"], _weights(tmp_path)["generator"]):
+    np.testing.assert_array_equal(a, b)
+
+
+def test_refuses_run_dir_with_other_model_flags(tmp_path):
+  training.train(_config(tmp_path, max_steps=2))
+  with pytest.raises(runs.RunDirError, match="different model flags"):
+    training.train(_config(tmp_path, model=dataclasses.replace(TINY, g_conv_dim=16)))
+
+
+# --- the command line, in subprocesses ---------------------------------------------------
+
+def _cli(*args, **kwargs):
+  env = dict(os.environ, PYTHONPATH=ROOT, PYTHONUNBUFFERED="1")
+  return subprocess.Popen([sys.executable, os.path.join(ROOT, "main.py"), *args], cwd=ROOT,
+                          env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True, **kwargs)
+
+
+def _smoke_args(run_dir, *extra):
+  return ["train", f"--flagfile={os.path.join(ROOT, 'flags', 'smoke.flags')}",
+          f"--run_dir={run_dir}", *extra]
+
+
+def test_cli_smoke_run_writes_a_report(tmp_path):
+  proc = _cli(*_smoke_args(tmp_path / "run"))
+  out, _ = proc.communicate(timeout=300)
+  assert proc.returncode == 0, out
+  assert "Traceback" not in out
+  for name in ("config.json", "report/metrics.json", "report/samples.png", "report/report.md"):
+    assert os.path.exists(tmp_path / "run" / name), name
+  assert runs.list_checkpoints(str(tmp_path / "run"))[-1][0] == 12
+
+
+def _wait_for_checkpoint(run_dir, proc, timeout=240):
+  deadline = time.time() + timeout
+  while time.time() < deadline:
+    if runs.list_checkpoints(str(run_dir)):
+      return
+    assert proc.poll() is None, proc.stdout.read()
+    time.sleep(0.2)
+  raise AssertionError("no checkpoint appeared")
+
+
+def test_killed_run_resumes_from_its_last_checkpoint(tmp_path):
+  run_dir = tmp_path / "run"
+  args = _smoke_args(run_dir, "--max_steps=100000", "--checkpoint_every=3", "--report=false")
+  proc = _cli(*args)
+  _wait_for_checkpoint(run_dir, proc)
+  proc.kill()                                  # SIGKILL: no chance to save anything
+  proc.communicate()
+  saved = runs.list_checkpoints(str(run_dir))[-1][0]
+  assert saved % 3 == 0
+  proc = _cli(*_smoke_args(run_dir, f"--max_steps={saved + 2}", "--report=false"))
+  out, _ = proc.communicate(timeout=300)
+  assert proc.returncode == 0, out
+  assert f"Resuming at step {saved} of {saved + 2}" in out
+  assert runs.list_checkpoints(str(run_dir))[-1][0] == saved + 2
+
+
+def test_sigterm_saves_a_checkpoint_and_exits(tmp_path):
+  run_dir = tmp_path / "run"
+  proc = _cli(*_smoke_args(run_dir, "--max_steps=100000", "--checkpoint_every=1000000",
+                           "--sample_every=2", "--report=false"))
+  deadline = time.time() + 240
+  while not (os.path.isdir(run_dir / "samples") and os.listdir(run_dir / "samples")):
+    assert time.time() < deadline and proc.poll() is None
+    time.sleep(0.2)
+  proc.send_signal(signal.SIGTERM)
+  out, _ = proc.communicate(timeout=120)
+  assert proc.returncode == 130, out
+  assert "Stopped by SIGTERM" in out and "Traceback" not in out
+  assert runs.list_checkpoints(str(run_dir))[-1][0] >= 2
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--data=/nonexistent/fer2013.csv"], "/nonexistent/fer2013.csv: no such file"),
+    (["--emotions=Happy,Bored"], "unknown emotion 'Bored'"),
+    (["--precision=float64"], "precision"),
+])
+def test_cli_bad_input_is_one_error_line(tmp_path, args, message):
+  proc = _cli(*_smoke_args(tmp_path / "run", *args))
+  out, _ = proc.communicate(timeout=120)
+  assert proc.returncode != 0
+  assert message in out and "Traceback" not in out
