@@ -5,6 +5,7 @@ Modes:
   evaluate   score a run's generator (synthetic ground truth, D's accuracy) and write a report
   export     SavedModel for TF Serving, or .tflite for mobile
   translate  change the expression of faces in your own photos
+  benchmark  training and inference speed, appended to docs/benchmarks.md
 
 Each mode defines its flags next to the code that uses them; `python main.py <mode> --help`
 lists them, and `--flagfile=flags/<name>.flags` loads a named configuration.
@@ -15,12 +16,17 @@ import os
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # hide TF's C++ start-up chatter
+# TensorFlow turns oneDNN on by itself only for CPUs it recognises (AVX512 and up). On a
+# CPU (or VM) without those flags it falls back to Eigen, whose 7x7 conv backprop ran
+# 2-3x slower here (docs/benchmarks.md). Set TF_ENABLE_ONEDNN_OPTS=0 to opt out.
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 MODES = {
     "train": "faceexpr_tf.training",
     "evaluate": "faceexpr_tf.evaluate",
     "export": "faceexpr_tf.export",
     "translate": "faceexpr_tf.translate",
+    "benchmark": "faceexpr_tf.benchmark",
 }
 
 
