@@ -39,6 +39,7 @@ from absl import logging
 
 from faceexpr_tf import emotions as emotions_lib
 from faceexpr_tf import errors
+from faceexpr_tf import inference
 from faceexpr_tf import runs
 
 SIGNATURES = ("serving_default", "translate_ids", "translate_all", "translate_bytes",
@@ -437,22 +438,6 @@ def convert_tflite(saved_model_dir: str, out_path: str, quantize: str = "none",
   return out_path
 
 
-def _quantize_input(value: np.ndarray, detail: dict) -> np.ndarray:
-  scale, zero = detail["quantization"]
-  if scale and np.issubdtype(detail["dtype"], np.integer):
-    info = np.iinfo(detail["dtype"])
-    return np.clip(np.round(value / scale + zero), info.min, info.max).astype(
-        detail["dtype"])
-  return value.astype(detail["dtype"])
-
-
-def _dequantize_output(value: np.ndarray, detail: dict) -> np.ndarray:
-  scale, zero = detail["quantization"]
-  if scale and np.issubdtype(detail["dtype"], np.integer):
-    return (value.astype(np.float32) - zero) * scale
-  return value.astype(np.float32)
-
-
 def run_tflite(tflite_path: str, images: np.ndarray, target_ids) -> np.ndarray:
   """Runs a .tflite's translate_ids on float32 [-1, 1] images -> float32 [-1, 1]."""
   from ai_edge_litert.interpreter import Interpreter  # pylint: disable=g-import-not-at-top
@@ -461,8 +446,9 @@ def run_tflite(tflite_path: str, images: np.ndarray, target_ids) -> np.ndarray:
   inputs = runner.get_input_details()
   feed = {"image": np.asarray(images, np.float32),
           "target": np.asarray(target_ids, np.int32).reshape(-1)}
-  out = runner(**{name: _quantize_input(value, inputs[name]) for name, value in feed.items()})
-  return _dequantize_output(out["image"], runner.get_output_details()["image"])
+  out = runner(**{name: inference.quantize(value, inputs[name])
+                  for name, value in feed.items()})
+  return inference.dequantize(out["image"], runner.get_output_details()["image"])
 
 
 def compare_tflite(tflite_path: str, generator, images_uint8: np.ndarray,

@@ -190,7 +190,7 @@ class TFLiteTranslator(Translator):
     return np.concatenate(outs)
 
   def _invoke(self, images, target_ids):
-    image = _quantize(images, self._image_in)
+    image = quantize(images, self._image_in)
     target = target_ids.astype(self._target_in["dtype"])
     if self._runner is not None:
       out = self._runner(**{self._image_in["key"]: image,
@@ -204,10 +204,10 @@ class TFLiteTranslator(Translator):
       interp.set_tensor(self._target_in["index"], target)
       interp.invoke()
       out = interp.get_tensor(self._image_out["index"])
-    return _dequantize(out, self._image_out)
+    return dequantize(out, self._image_out)
 
 
-def _quantize(x: np.ndarray, detail: dict) -> np.ndarray:
+def quantize(x: np.ndarray, detail: dict) -> np.ndarray:
   """float [-1, 1] -> the tensor's dtype, via its (scale, zero_point) if it is integer."""
   dtype = np.dtype(detail["dtype"])
   if not np.issubdtype(dtype, np.integer):
@@ -219,7 +219,7 @@ def _quantize(x: np.ndarray, detail: dict) -> np.ndarray:
   return np.clip(np.rint(x / scale + zero_point), info.min, info.max).astype(dtype)
 
 
-def _dequantize(x: np.ndarray, detail: dict) -> np.ndarray:
+def dequantize(x: np.ndarray, detail: dict) -> np.ndarray:
   if not np.issubdtype(np.asarray(x).dtype, np.integer):
     return np.asarray(x, np.float32)
   scale, zero_point = detail["quantization"]

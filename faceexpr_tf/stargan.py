@@ -14,14 +14,16 @@ GAN_LOSSES = ("log", "wgan-gp")
 
 # Log keys: TensorBoard groups scalars by the part before "/".
 TRAIN_METRICS = ("D/loss", "D/loss_real", "D/loss_fake", "D/loss_cls", "D/loss_gp",
-                 "G/loss", "G/loss_fake", "G/loss_rec", "G/loss_cls", "D/accuracy")
+                 "G/loss", "G/loss_fake", "G/loss_rec", "G/loss_cls", "G/loss_id",
+                 "D/accuracy")
 EVAL_METRICS = ("D/accuracy", "G/loss_rec", "G/fake_accuracy")
 
 
 class StarGAN(keras.Model):
 
   def __init__(self, generator, discriminator, *, gan_loss="log", lambda_cls=1.0,
-               lambda_rec=10.0, lambda_gp=10.0, n_critic=1, saturating_g=False, **kwargs):
+               lambda_rec=10.0, lambda_gp=10.0, n_critic=1, saturating_g=False, lambda_id=0.0,
+               **kwargs):
     super().__init__(**kwargs)
     if gan_loss not in GAN_LOSSES:
       raise ValueError(f"gan_loss must be one of {GAN_LOSSES}, got {gan_loss!r}")
@@ -36,6 +38,7 @@ class StarGAN(keras.Model):
     self.lambda_gp = lambda_gp
     self.n_critic = n_critic
     self.saturating_g = saturating_g
+    self.lambda_id = lambda_id
     self.trackers = {name: keras.metrics.Mean(name=name) for name in TRAIN_METRICS}
     self.trackers["G/fake_accuracy"] = keras.metrics.Mean(name="G/fake_accuracy")
 
@@ -119,10 +122,19 @@ class StarGAN(keras.Model):
       loss_cls = losses.classification_loss(fake_cls, label_trg)
       loss_rec = losses.reconstruction_loss(x_real, x_rec)
       loss = loss_fake + self.lambda_cls * loss_cls + self.lambda_rec * loss_rec
+      if self.lambda_id:
+        # Not in the paper: CycleGAN's identity term, G(x, c_org) = x. Instance norm hides
+        # a face's absolute brightness from G; this teaches it to keep it early on.
+        loss_id = losses.reconstruction_loss(
+            x_real, self.generator(x_real, onehot_org, training=True))
+        loss += self.lambda_id * loss_id
+      else:
+        loss_id = tf.constant(0.0)
       scaled = self.g_optimizer.scale_loss(loss)
     variables = self.generator.trainable_variables
     self.g_optimizer.apply_gradients(zip(tape.gradient(scaled, variables), variables))
-    return {"G/loss": loss, "G/loss_fake": loss_fake, "G/loss_rec": loss_rec, "G/loss_cls": loss_cls}
+    return {"G/loss": loss, "G/loss_fake": loss_fake, "G/loss_rec": loss_rec,
+            "G/loss_cls": loss_cls, "G/loss_id": loss_id}
 
   def train_step(self, data):
     x_real, label_org, label_trg = data
@@ -138,7 +150,8 @@ class StarGAN(keras.Model):
       do_g = tf.equal(done % self.n_critic, 0)
       g_logs = tf.cond(
           do_g, lambda: self._g_step(x_real, label_trg, onehot_org, onehot_trg),
-          lambda: {"G/loss": 0.0, "G/loss_fake": 0.0, "G/loss_rec": 0.0, "G/loss_cls": 0.0})
+          lambda: {"G/loss": 0.0, "G/loss_fake": 0.0, "G/loss_rec": 0.0, "G/loss_cls": 0.0,
+                   "G/loss_id": 0.0})
       g_weight = tf.cast(do_g, tf.float32)
     for name, value in logs.items():
       self.trackers[name].update_state(value)

@@ -133,10 +133,10 @@ def sample_identities(n: int, seed: int) -> Identities:
       mouth_w=uniform(0.19, 0.25),
       lip_thick=uniform(0.05, 0.062),
       texture_coarse=rng.normal(
-          0.0, 6.0, size=(n, _COARSE_TEXTURE, _COARSE_TEXTURE)).astype(
+          0.0, 2.5, size=(n, _COARSE_TEXTURE, _COARSE_TEXTURE)).astype(
               np.float32),
       texture_fine=rng.normal(
-          0.0, 3.5, size=(n, _FINE_TEXTURE, _FINE_TEXTURE)).astype(np.float32),
+          0.0, 1.0, size=(n, _FINE_TEXTURE, _FINE_TEXTURE)).astype(np.float32),
   )
 
 

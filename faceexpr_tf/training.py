@@ -58,6 +58,8 @@ _SATURATING_G = flags.DEFINE_bool("saturating_g", False, "log loss: G minimises 
 _LAMBDA_CLS = flags.DEFINE_float("lambda_cls", 1.0, "Weight of the class loss.", **_D)
 _LAMBDA_REC = flags.DEFINE_float("lambda_rec", 10.0, "Weight of the cycle L1.", **_D)
 _LAMBDA_GP = flags.DEFINE_float("lambda_gp", 10.0, "Weight of the gradient penalty.", **_D)
+_LAMBDA_ID = flags.DEFINE_float("lambda_id", 0.0, "Weight of an identity term "
+                                 "|G(x, c_org) - x| (not in the paper; 0 = off).", **_D)
 _N_CRITIC = flags.DEFINE_integer("n_critic", 1, "D updates per G update.", **_D)
 # Optimisation.
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 8, "Images per step (global).", **_D)
@@ -114,6 +116,7 @@ class TrainConfig:
   lambda_cls: float = 1.0
   lambda_rec: float = 10.0
   lambda_gp: float = 10.0
+  lambda_id: float = 0.0
   n_critic: int = 1
   batch_size: int = 8
   epochs: int = 400
@@ -185,7 +188,7 @@ def build_stargan(cfg: TrainConfig, plan: devices.DevicePlan) -> stargan.StarGAN
     model = stargan.StarGAN(
         generator, discriminator, gan_loss=cfg.gan_loss, lambda_cls=cfg.lambda_cls,
         lambda_rec=cfg.lambda_rec, lambda_gp=cfg.lambda_gp, n_critic=cfg.n_critic,
-        saturating_g=cfg.saturating_g)
+        saturating_g=cfg.saturating_g, lambda_id=cfg.lambda_id)
     model.compile(
         g_optimizer=keras.optimizers.Adam(cfg.g_lr, beta_1=cfg.beta1, beta_2=cfg.beta2),
         d_optimizer=keras.optimizers.Adam(cfg.d_lr, beta_1=cfg.beta1, beta_2=cfg.beta2),
@@ -246,10 +249,12 @@ def train(cfg: TrainConfig) -> dict:
       n = min((epoch + 1) * spe, total) - step
       stream = data.make_train_dataset(train_faces, cfg.batch_size, seed=cfg.seed,
                                        start_step=step, num_steps=n, flip=cfg.flip)
+      t_epoch = time.time()
       model.fit(stream, epochs=epoch + 1, initial_epoch=epoch, steps_per_epoch=n,
                 validation_data=val_ds, callbacks=callbacks, verbose=verbose,
                 shuffle=False)
       step = int(model.step.numpy())
+      logging.info("Epoch %d: %d steps in %.1f s", epoch + 1, n, time.time() - t_epoch)
       if progress.time_limit_hit:
         stopped_by = "time_limit"
         break
@@ -293,7 +298,8 @@ def run():
   summary = train(cfg)
   if summary["stopped_by"] in ("interrupt", "sigterm"):
     return 130
-  if cfg.report and cfg.data == "synthetic" and summary["stopped_by"] == "done":
+  if cfg.report and cfg.data == "synthetic" and summary["stopped_by"] in ("done",
+                                                                         "time_limit"):
     from faceexpr_tf import evaluate  # pylint: disable=g-import-not-at-top
     evaluate.synthetic_report(cfg.run_dir)
   return 0

@@ -191,12 +191,12 @@ def test_nan_output_is_a_user_error_not_random_pixels():
 def test_tflite_quantization_helpers():
   detail = {"dtype": np.int8, "quantization": (1 / 128, 0), "name": "image"}
   x = np.array([-1.0, 0.0, 1.0, 3.0], np.float32)
-  q = inference._quantize(x, detail)
+  q = inference.quantize(x, detail)
   assert q.dtype == np.int8 and q.tolist() == [-128, 0, 127, 127]  # clipped, not wrapped
-  np.testing.assert_allclose(inference._dequantize(q, detail), [-1, 0, 1, 1], atol=1 / 128)
+  np.testing.assert_allclose(inference.dequantize(q, detail), [-1, 0, 1, 1], atol=1 / 128)
   float_detail = {"dtype": np.float32, "quantization": (0.0, 0)}
-  assert inference._quantize(x, float_detail).dtype == np.float32
-  np.testing.assert_array_equal(inference._dequantize(x, float_detail), x)
+  assert inference.quantize(x, float_detail).dtype == np.float32
+  np.testing.assert_array_equal(inference.dequantize(x, float_detail), x)
 
 
 # --- Exported forms (faceexpr_tf/export.py) -----------------------------------------------

@@ -89,3 +89,17 @@ def test_bad_arguments():
     stargan.StarGAN(g, d, gan_loss="hinge")
   with pytest.raises(ValueError, match="n_critic"):
     stargan.StarGAN(g, d, n_critic=0)
+
+
+def test_identity_term_is_off_by_default_and_reported_when_on():
+  off = _model().fit(tf.data.Dataset.from_tensors(_batch()), epochs=1, verbose=0)
+  assert off.history["G/loss_id"][-1] == 0.0
+  on = _model(lambda_id=5.0)
+  history = on.fit(tf.data.Dataset.from_tensors(_batch()), epochs=1, verbose=0)
+  loss_id = history.history["G/loss_id"][-1]
+  # An untrained G is far from the identity: |G(x, c_org) - x| is of the order of |x|.
+  assert 0.1 < loss_id < 2.0
+  logs = {k: v[-1] for k, v in history.history.items()}
+  expected = (logs["G/loss_fake"] + logs["G/loss_cls"] + 10 * logs["G/loss_rec"]
+              + 5 * loss_id)
+  assert logs["G/loss"] == pytest.approx(expected, rel=1e-5)
