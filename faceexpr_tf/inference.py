@@ -208,13 +208,13 @@ class TFLiteTranslator(Translator):
 
 
 def quantize(x: np.ndarray, detail: dict) -> np.ndarray:
-  """float [-1, 1] -> the tensor's dtype, via its (scale, zero_point) if it is integer."""
+  """A value -> the input tensor's dtype: through its (scale, zero_point) when it is a
+  quantized integer tensor, a plain cast otherwise (floats, and integer class ids)."""
+  x = np.asarray(x)
   dtype = np.dtype(detail["dtype"])
-  if not np.issubdtype(dtype, np.integer):
-    return x.astype(dtype)
   scale, zero_point = detail["quantization"]
-  if not scale:
-    raise ValueError(f"integer input {detail.get('name')} has no quantization scale")
+  if not (scale and np.issubdtype(dtype, np.integer)):
+    return x.astype(dtype)
   info = np.iinfo(dtype)
   return np.clip(np.rint(x / scale + zero_point), info.min, info.max).astype(dtype)
 

@@ -197,6 +197,8 @@ def test_tflite_quantization_helpers():
   float_detail = {"dtype": np.float32, "quantization": (0.0, 0)}
   assert inference.quantize(x, float_detail).dtype == np.float32
   np.testing.assert_array_equal(inference.dequantize(x, float_detail), x)
+  ids = {"dtype": np.int32, "quantization": (0.0, 0)}   # class ids: not quantized
+  assert inference.quantize(np.array([3, 1]), ids).tolist() == [3, 1]
 
 
 # --- Exported forms (faceexpr_tf/export.py) -----------------------------------------------
