@@ -510,12 +510,6 @@ def verify_saved_model(version_dir: str, generator, images_uint8: np.ndarray,
   return diff
 
 
-def _checkpoint_arg(value: str | None):
-  if value is None:
-    return None
-  return int(value) if value.strip().isdigit() else value
-
-
 def _check_flags():
   """Flag combinations that cannot work, before any slow loading."""
   if not _RUN_DIR.value:
@@ -532,7 +526,7 @@ def _check_flags():
 def run() -> int | None:
   _check_flags()
   generator, config, step = runs.load_generator(_RUN_DIR.value,
-                                                _checkpoint_arg(_CHECKPOINT.value))
+                                                _CHECKPOINT.value)
   model = config.model
   logging.info("Loaded G from %s (step %d)", _RUN_DIR.value, step)
 

@@ -194,6 +194,8 @@ def resolve_checkpoint(run_dir: str, checkpoint: str | int | None = None) -> str
     raise RunDirError(f"{run_dir}: no checkpoints yet (train first)")
   if checkpoint is None:
     return found[-1][1]
+  if not str(checkpoint).strip().isdigit():
+    raise RunDirError(f"--checkpoint={checkpoint}: no such file, and not a step number")
   by_step = dict(found)
   if int(checkpoint) not in by_step:
     raise RunDirError(f"{run_dir}: no checkpoint for step {checkpoint} "

@@ -254,12 +254,6 @@ def translate_inputs(paths, translator, opts: Options) -> tuple[int, list[str]]:
   return written, failures
 
 
-def _checkpoint_arg(value: str | None):
-  if value is None:
-    return None
-  return int(value) if value.strip().isdigit() else value
-
-
 def run() -> int | None:
   if not _MODEL.value:
     raise errors.UserError("--model is required: a run dir, a SavedModel dir or a .tflite "
@@ -273,7 +267,7 @@ def run() -> int | None:
   if os.path.exists(_OUT.value) and not os.path.isdir(_OUT.value):
     raise errors.UserError(f"--out={_OUT.value} exists and is not a folder")
 
-  translator = inference.load_translator(_MODEL.value, _checkpoint_arg(_CHECKPOINT.value),
+  translator = inference.load_translator(_MODEL.value, _CHECKPOINT.value,
                                          _CLASS_NAMES.value)
   logging.info("Loaded %r", translator)
   class_ids = (translator.class_ids(_EMOTIONS.value) if _EMOTIONS.value

@@ -106,3 +106,15 @@ def test_load_generator_for_inference(tmp_path):
     runs.load_generator(run_dir, checkpoint=4)
   with pytest.raises(runs.RunDirError, match="no such run directory"):
     runs.load_generator(str(tmp_path / "nope"))
+
+
+def test_checkpoint_argument_forms(tmp_path):
+  run_dir = str(tmp_path)
+  g, _ = _models(0)
+  path = runs.save_checkpoint(run_dir, 12, {"generator": g.weights})
+  assert runs.resolve_checkpoint(run_dir) == path
+  assert runs.resolve_checkpoint(run_dir, "12") == path       # as a flag gives it
+  assert runs.resolve_checkpoint(run_dir, 12) == path
+  assert runs.resolve_checkpoint(run_dir, path) == path
+  with pytest.raises(runs.RunDirError, match="not a step number"):
+    runs.resolve_checkpoint(run_dir, "nope.npz")
