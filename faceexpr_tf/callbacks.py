@@ -79,7 +79,8 @@ class SampleWriter(keras.callbacks.Callback):
     """uint8 [n, 1 + K, H, W, C]: each input and its translation to every emotion."""
     x = self.images.astype(np.float32) / 127.5 - 1.0
     k, n = len(self.emotions), len(x)
-    outputs = [self.model.generator(x, np.eye(k, dtype=np.float32)[[c] * n], training=False)
+    outputs = [self.model.inference_generator(x, np.eye(k, dtype=np.float32)[[c] * n],
+                                              training=False)
                for c in range(k)]
     columns = [x] + [np.asarray(o) for o in outputs]
     cells = np.stack(columns, axis=1)

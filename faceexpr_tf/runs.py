@@ -129,16 +129,18 @@ def save_checkpoint(run_dir: str, step: int, groups: dict[str, Sequence],
   return path
 
 
-def read_checkpoint(path: str, groups: Sequence[str]) -> tuple[dict, dict[str, list]]:
+def read_checkpoint(path: str, groups: Sequence[str], optional: Sequence[str] = ()
+                    ) -> tuple[dict, dict[str, list]]:
   """Reads the named groups from a checkpoint: (meta, {group: [arrays]}).
 
-  Raises RunDirError for a missing, truncated or corrupt file (CRCs are checked).
+  Groups in `optional` are returned only when the checkpoint has them. Raises RunDirError
+  for a missing, truncated or corrupt file (CRCs are checked).
   """
   try:
     with np.load(path) as npz:
       meta = json.loads(npz["__meta__"].tobytes().decode())
       out = {}
-      for group in groups:
+      for group in list(groups) + [g for g in optional if g in meta["variables"]]:
         count = len(meta["variables"][group])
         out[group] = [npz[f"{group}/{i:04d}"] for i in range(count)]
       return meta, out
@@ -147,6 +149,15 @@ def read_checkpoint(path: str, groups: Sequence[str]) -> tuple[dict, dict[str, l
   except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
     raise RunDirError(f"{path}: corrupt or incomplete checkpoint ({type(e).__name__}: {e})"
                       ) from None
+
+
+def read_generator_weights(path: str) -> tuple[dict, list]:
+  """G's weights for inference: the moving-average copy when the run kept one."""
+  meta, arrays = read_checkpoint(path, [], optional=("generator_ema", "generator"))
+  for group in ("generator_ema", "generator"):
+    if group in arrays:
+      return meta, arrays[group]
+  raise RunDirError(f"{path}: checkpoint holds no generator")
 
 
 def assign(variables: Sequence, arrays: Sequence[np.ndarray], what: str):
@@ -162,21 +173,25 @@ def assign(variables: Sequence, arrays: Sequence[np.ndarray], what: str):
     var.assign(value)
 
 
-def restore_latest(run_dir: str, groups: dict[str, Sequence]) -> dict | None:
+def restore_latest(run_dir: str, groups: dict[str, Sequence],
+                   optional: Sequence[str] = ()) -> dict | None:
   """Loads the newest readable checkpoint into groups {name: [variables]}.
 
-  A corrupt newest checkpoint is skipped with a warning and the one before it is used.
-  Returns its meta dict, or None when the run dir has no checkpoint.
+  Groups named in `optional` are loaded when the checkpoint has them (meta["restored"]
+  lists what was). A corrupt newest checkpoint is skipped with a warning and the one
+  before it is used. Returns its meta dict, or None when the run dir has no checkpoint.
   """
   candidates = list_checkpoints(run_dir)
+  required = [g for g in groups if g not in optional]
   for step, path in reversed(candidates):
     try:
-      meta, arrays = read_checkpoint(path, list(groups))
+      meta, arrays = read_checkpoint(path, required, optional)
     except RunDirError as e:
       logging.warning("%s; falling back to the previous checkpoint", e)
       continue
-    for name, variables in groups.items():
-      assign(variables, arrays[name], f"{path} [{name}]")
+    for name, values in arrays.items():
+      assign(groups[name], values, f"{path} [{name}]")
+    meta["restored"] = sorted(arrays)
     logging.info("Restored %s (step %d)", path, step)
     return meta
   if candidates:
@@ -208,17 +223,25 @@ def load_generator(run_dir: str, checkpoint: str | int | None = None
   """Builds G from a run dir's config and loads its weights: (generator, config, step).
 
   With checkpoint=None the newest readable checkpoint is used (a corrupt newest one falls
-  back to the previous with a warning).
+  back to the previous with a warning). A run trained with --g_ema_decay gives its
+  moving-average G.
   """
   config = read_config(run_dir)
   generator = models.Generator(config.model)
   generator.build()
-  if checkpoint is not None:
-    path = resolve_checkpoint(run_dir, checkpoint)
-    meta, arrays = read_checkpoint(path, ["generator"])
-    assign(generator.weights, arrays["generator"], path)
-  else:
-    meta = restore_latest(run_dir, {"generator": generator.weights})
-    if meta is None:
-      raise RunDirError(f"{run_dir}: no checkpoints yet (train first)")
-  return generator, config, int(meta["step"])
+  paths = ([resolve_checkpoint(run_dir, checkpoint)] if checkpoint is not None else
+           [path for _, path in reversed(list_checkpoints(run_dir))])
+  if not paths:
+    raise RunDirError(f"{run_dir}: no checkpoints yet (train first)")
+  for path in paths:
+    try:
+      meta, weights = read_generator_weights(path)
+    except RunDirError as e:
+      if checkpoint is not None:
+        raise
+      logging.warning("%s; falling back to the previous checkpoint", e)
+      continue
+    assign(generator.weights, weights, path)
+    return generator, config, int(meta["step"])
+  raise RunDirError(f"{checkpoint_dir(run_dir)}: no readable checkpoint "
+                    f"(all {len(paths)} are corrupt)")

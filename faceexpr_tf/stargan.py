@@ -9,6 +9,7 @@ import keras
 import tensorflow as tf
 
 from faceexpr_tf import losses
+from faceexpr_tf import models
 
 GAN_LOSSES = ("log", "wgan-gp")
 
@@ -23,7 +24,7 @@ class StarGAN(keras.Model):
 
   def __init__(self, generator, discriminator, *, gan_loss="log", lambda_cls=1.0,
                lambda_rec=10.0, lambda_gp=10.0, n_critic=1, saturating_g=False, lambda_id=0.0,
-               **kwargs):
+               g_ema_decay=0.0, **kwargs):
     super().__init__(**kwargs)
     if gan_loss not in GAN_LOSSES:
       raise ValueError(f"gan_loss must be one of {GAN_LOSSES}, got {gan_loss!r}")
@@ -39,6 +40,10 @@ class StarGAN(keras.Model):
     self.n_critic = n_critic
     self.saturating_g = saturating_g
     self.lambda_id = lambda_id
+    if not 0.0 <= g_ema_decay < 1.0:
+      raise ValueError(f"g_ema_decay must be in [0, 1), got {g_ema_decay}")
+    self.g_ema_decay = g_ema_decay
+    self.generator_ema = None
     self.trackers = {name: keras.metrics.Mean(name=name) for name in TRAIN_METRICS}
     self.trackers["G/fake_accuracy"] = keras.metrics.Mean(name="G/fake_accuracy")
 
@@ -50,6 +55,23 @@ class StarGAN(keras.Model):
     # (n_critic > 1), where variables cannot be created, and checkpoints need the slots.
     g_optimizer.build(self.generator.trainable_variables)
     d_optimizer.build(self.discriminator.trainable_variables)
+    if self.g_ema_decay:
+      # A moving average of G's weights (as StarGAN v2): samples, reports and exports use
+      # it; it averages out the grain that GAN training oscillates through.
+      self.generator_ema = models.Generator(self.generator.config, name="generator_ema")
+      self.generator_ema.build()
+      self.reset_ema()
+
+  def reset_ema(self):
+    """Starts the moving average at G's current weights (also after a restore)."""
+    if self.generator_ema is not None:
+      for ema, var in zip(self.generator_ema.weights, self.generator.weights):
+        ema.assign(var)
+
+  @property
+  def inference_generator(self):
+    """The generator to show and ship: the EMA copy when there is one."""
+    return self.generator_ema if self.generator_ema is not None else self.generator
 
   @property
   def metrics(self):
@@ -62,10 +84,13 @@ class StarGAN(keras.Model):
 
   def checkpoint_groups(self):
     """Everything a resumed run needs, by group, for runs.save_checkpoint/restore_latest."""
-    return {"generator": self.generator.weights,
-            "discriminator": self.discriminator.weights,
-            "g_optimizer": self.g_optimizer.variables,
-            "d_optimizer": self.d_optimizer.variables}
+    groups = {"generator": self.generator.weights,
+              "discriminator": self.discriminator.weights,
+              "g_optimizer": self.g_optimizer.variables,
+              "d_optimizer": self.d_optimizer.variables}
+    if self.generator_ema is not None:
+      groups["generator_ema"] = self.generator_ema.weights
+    return groups
 
   def call(self, inputs, training=None):
     images, target_onehot = inputs
@@ -133,6 +158,10 @@ class StarGAN(keras.Model):
       scaled = self.g_optimizer.scale_loss(loss)
     variables = self.generator.trainable_variables
     self.g_optimizer.apply_gradients(zip(tape.gradient(scaled, variables), variables))
+    if self.generator_ema is not None:
+      decay = self.g_ema_decay
+      for ema, var in zip(self.generator_ema.weights, self.generator.weights):
+        ema.assign(decay * ema + (1.0 - decay) * var)
     return {"G/loss": loss, "G/loss_fake": loss_fake, "G/loss_rec": loss_rec,
             "G/loss_cls": loss_cls, "G/loss_id": loss_id}
 

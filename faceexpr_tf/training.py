@@ -60,6 +60,9 @@ _LAMBDA_REC = flags.DEFINE_float("lambda_rec", 10.0, "Weight of the cycle L1.", 
 _LAMBDA_GP = flags.DEFINE_float("lambda_gp", 10.0, "Weight of the gradient penalty.", **_D)
 _LAMBDA_ID = flags.DEFINE_float("lambda_id", 0.0, "Weight of an identity term "
                                  "|G(x, c_org) - x| (not in the paper; 0 = off).", **_D)
+_G_EMA_DECAY = flags.DEFINE_float("g_ema_decay", 0.0, "Keep a moving average of G's "
+                                   "weights with this decay (e.g. 0.999) and sample, "
+                                   "evaluate and export it; 0 = off (the paper).", **_D)
 _N_CRITIC = flags.DEFINE_integer("n_critic", 1, "D updates per G update.", **_D)
 # Optimisation.
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 8, "Images per step (global).", **_D)
@@ -117,6 +120,7 @@ class TrainConfig:
   lambda_rec: float = 10.0
   lambda_gp: float = 10.0
   lambda_id: float = 0.0
+  g_ema_decay: float = 0.0
   n_critic: int = 1
   batch_size: int = 8
   epochs: int = 400
@@ -188,7 +192,8 @@ def build_stargan(cfg: TrainConfig, plan: devices.DevicePlan) -> stargan.StarGAN
     model = stargan.StarGAN(
         generator, discriminator, gan_loss=cfg.gan_loss, lambda_cls=cfg.lambda_cls,
         lambda_rec=cfg.lambda_rec, lambda_gp=cfg.lambda_gp, n_critic=cfg.n_critic,
-        saturating_g=cfg.saturating_g, lambda_id=cfg.lambda_id)
+        saturating_g=cfg.saturating_g, lambda_id=cfg.lambda_id,
+        g_ema_decay=cfg.g_ema_decay)
     model.compile(
         g_optimizer=keras.optimizers.Adam(cfg.g_lr, beta_1=cfg.beta1, beta_2=cfg.beta2),
         d_optimizer=keras.optimizers.Adam(cfg.d_lr, beta_1=cfg.beta1, beta_2=cfg.beta2),
@@ -215,8 +220,11 @@ def train(cfg: TrainConfig) -> dict:
   model = build_stargan(cfg, plan)
   start = 0
   if resuming:
-    meta = runs.restore_latest(cfg.run_dir, model.checkpoint_groups())
+    meta = runs.restore_latest(cfg.run_dir, model.checkpoint_groups(),
+                               optional=("generator_ema",))
     start = int(meta["step"]) if meta else 0
+    if meta and "generator_ema" not in meta["restored"]:
+      model.reset_ema()  # EMA switched on in a resumed run: start it at the restored G
   if start >= total:
     logging.info("%s is already trained to step %d (of %d); nothing to do.", cfg.run_dir,
                  start, total)

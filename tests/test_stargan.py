@@ -103,3 +103,16 @@ def test_identity_term_is_off_by_default_and_reported_when_on():
   expected = (logs["G/loss_fake"] + logs["G/loss_cls"] + 10 * logs["G/loss_rec"]
               + 5 * loss_id)
   assert logs["G/loss"] == pytest.approx(expected, rel=1e-5)
+
+
+def test_generator_moving_average():
+  model = _model(g_ema_decay=0.5)
+  before = [w.numpy().copy() for w in model.generator.weights]
+  for ema, w in zip(model.generator_ema.weights, before):
+    np.testing.assert_array_equal(ema.numpy(), w)          # starts at G
+  model.fit(tf.data.Dataset.from_tensors(_batch()), epochs=1, verbose=0)
+  for ema, w0, w1 in zip(model.generator_ema.weights, before, model.generator.weights):
+    np.testing.assert_allclose(ema.numpy(), 0.5 * w0 + 0.5 * w1.numpy(), rtol=1e-5, atol=1e-7)
+  assert "generator_ema" in model.checkpoint_groups()
+  assert model.inference_generator is model.generator_ema
+  assert _model().inference_generator is not None and _model().generator_ema is None

@@ -152,3 +152,20 @@ def test_cli_bad_input_is_one_error_line(tmp_path, args, message):
   out, _ = proc.communicate(timeout=120)
   assert proc.returncode != 0
   assert message in out and "Traceback" not in out
+
+
+def test_moving_average_generator_is_what_inference_loads(tmp_path):
+  training.train(_config(tmp_path, max_steps=3, g_ema_decay=0.9))
+  arrays = _weights(tmp_path)
+  _, path = runs.list_checkpoints(str(tmp_path))[-1]
+  _, with_ema = runs.read_checkpoint(path, ["generator_ema"])
+  generator, _, step = runs.load_generator(str(tmp_path))
+  assert step == 3
+  for var, ema, raw in zip(generator.weights, with_ema["generator_ema"], arrays["generator"]):
+    np.testing.assert_array_equal(var.numpy(), ema)
+  assert any(not np.array_equal(e, r) for e, r in zip(with_ema["generator_ema"],
+                                                      arrays["generator"]))
+  # Switching the average on when resuming a run made without it starts it at G.
+  training.train(_config(tmp_path / "b", max_steps=2))
+  summary = training.train(_config(tmp_path / "b", max_steps=3, g_ema_decay=0.9))
+  assert summary["step"] == 3
