@@ -8,6 +8,7 @@ step). Ctrl-C and SIGTERM save a checkpoint before exiting; a hard kill loses at
 
 import dataclasses
 import signal
+import sys
 import time
 
 import keras
@@ -297,7 +298,6 @@ def _training_record(cfg: TrainConfig, plan: devices.DevicePlan) -> dict:
 def _verbosity(value: str) -> int:
   if value != "auto":
     return int(value)
-  import sys  # pylint: disable=g-import-not-at-top
   return 1 if sys.stdout.isatty() else 2
 
 
