@@ -10,6 +10,7 @@ import tensorflow as tf
 from absl import logging
 
 from faceexpr_tf import errors
+from faceexpr_tf import inference
 from faceexpr_tf import runs
 from faceexpr_tf import visualize
 
@@ -77,14 +78,14 @@ class SampleWriter(keras.callbacks.Callback):
 
   def grid(self):
     """uint8 [n, 1 + K, H, W, C]: each input and its translation to every emotion."""
-    x = self.images.astype(np.float32) / 127.5 - 1.0
+    x = inference.to_model_range(self.images)
     k, n = len(self.emotions), len(x)
     outputs = [self.model.inference_generator(x, np.eye(k, dtype=np.float32)[[c] * n],
                                               training=False)
                for c in range(k)]
     columns = [x] + [np.asarray(o) for o in outputs]
     cells = np.stack(columns, axis=1)
-    return np.clip(np.round((cells + 1.0) * 127.5), 0, 255).astype(np.uint8)
+    return inference.to_uint8(cells)
 
   def write_sample(self, step):
     picture = visualize.make_grid(self.grid(), ["input", *self.emotions], scale=2)

@@ -18,6 +18,7 @@ from absl import logging
 
 from faceexpr_tf import data
 from faceexpr_tf import errors
+from faceexpr_tf import inference
 from faceexpr_tf import runs
 from faceexpr_tf import synthetic
 from faceexpr_tf import visualize
@@ -47,10 +48,6 @@ def _translate(generator, images_f32, target_ids, num_classes, batch=64):
   return np.concatenate(out)
 
 
-def _to_float(images_uint8):
-  return images_uint8.astype(np.float32) / 127.5 - 1.0
-
-
 def synthetic_scores(generator, emotions, num_identities=100, seed=0, image_size=48):
   """Scores G on held-out synthetic identities against the true renderings.
 
@@ -69,10 +66,10 @@ def synthetic_scores(generator, emotions, num_identities=100, seed=0, image_size
   sums = {key: 0.0 for key in ("l1", "baseline", "l1_region", "baseline_region")}
   per_target = {}
   for s in range(k):
-    x = _to_float(truth[:, s])
+    x = inference.to_model_range(truth[:, s])
     for t in range(k):
       y = _translate(generator, x, np.full(n, t), k)
-      outputs[:, s, t] = np.clip(np.round((y + 1) * 127.5), 0, 255).astype(np.uint8)
+      outputs[:, s, t] = inference.to_uint8(y)
       if s == t:
         continue
       target = truth[:, t].astype(np.float32)
@@ -156,7 +153,7 @@ def judged_report(run_dir, source, usage="PublicTest", checkpoint=None, batch=64
   faces = data.load_faces(source, config.emotions, split="validation", usage=usage.split(","),
                           image_size=config.model.image_size)
   k = len(config.emotions)
-  x = _to_float(faces.images)
+  x = inference.to_model_range(faces.images)
   real_correct, fake_correct, rec = 0.0, np.zeros(k), 0.0
   for i in range(0, len(x), batch):
     xb, lb = x[i:i + batch], faces.labels[i:i + batch]
@@ -181,7 +178,7 @@ def judged_report(run_dir, source, usage="PublicTest", checkpoint=None, batch=64
   sample = x[:8]
   cells = np.stack([sample] + [_translate(generator, sample, np.full(len(sample), t), k)
                                for t in range(k)], axis=1)
-  cells = np.clip(np.round((cells + 1) * 127.5), 0, 255).astype(np.uint8)
+  cells = inference.to_uint8(cells)
   visualize.write_png(os.path.join(out_dir, "samples.png"),
                       visualize.make_grid(cells, ["input", *config.emotions], scale=2))
   logging.info("Report (%s, %d images): %s -> %s", faces.source, len(x), metrics, out_dir)
