@@ -37,7 +37,8 @@ CONFIGS = {
     "official": (dict(), 8, "log"),
     "official-wgan": (dict(), 16, "wgan-gp"),
     "cpu": (dict(g_conv_dim=32), 8, "log"),
-    "demo": (dict(g_conv_dim=16, g_repeat_num=2, d_conv_dim=16), 32, "log"),
+    "demo": (dict(g_conv_dim=16, g_repeat_num=2, d_conv_dim=16, upsample="resize",
+                  g_output="residual"), 32, "log"),
 }
 
 

@@ -143,13 +143,7 @@ def synthetic_report(run_dir, checkpoint=None, num_identities=100, seed=None):
 
 def judged_report(run_dir, source, usage="PublicTest", checkpoint=None, batch=64):
   """Real data: D's accuracy on real images and on G(x, c) for every target, cycle L1."""
-  generator, config, step = runs.load_generator(run_dir, checkpoint)
-  from faceexpr_tf import models  # pylint: disable=g-import-not-at-top
-  discriminator = models.Discriminator(config.model)
-  discriminator.build()
-  meta, arrays = runs.read_checkpoint(runs.resolve_checkpoint(run_dir, checkpoint),
-                                      ["discriminator"])
-  runs.assign(discriminator.weights, arrays["discriminator"], "discriminator")
+  generator, discriminator, config, step = runs.load_models(run_dir, checkpoint)
   faces = data.load_faces(source, config.emotions, split="validation", usage=usage.split(","),
                           image_size=config.model.image_size)
   k = len(config.emotions)
@@ -165,7 +159,7 @@ def judged_report(run_dir, source, usage="PublicTest", checkpoint=None, batch=64
       fake_correct[t] += float(np.sum(np.argmax(cls, -1) == t))
       back = _translate(generator, fake, lb, k)
       rec += float(np.abs(back - xb).mean()) * len(xb) / k
-  metrics = {"step": int(meta["step"]), "images": len(x),
+  metrics = {"step": step, "images": len(x),
              "d_real_accuracy": real_correct / len(x),
              "d_fake_accuracy": float(fake_correct.sum() / (k * len(x))),
              "d_fake_accuracy_by_target": {e: float(fake_correct[t] / len(x))

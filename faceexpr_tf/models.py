@@ -26,10 +26,13 @@ class ModelConfig:
   d_conv_dim: int = 64
   d_repeat_num: int = 4          # stride-2 layers: 48 -> 3x3 PatchGAN map
   upsample: str = "transpose"    # "transpose" (official) | "resize" (nearest + conv)
+  g_output: str = "image"        # "image" (official) | "residual" (edit of the input)
 
   def __post_init__(self):
     if self.upsample not in ("transpose", "resize"):
       raise ValueError(f"upsample must be 'transpose' or 'resize', got {self.upsample!r}")
+    if self.g_output not in ("image", "residual"):
+      raise ValueError(f"g_output must be 'image' or 'residual', got {self.g_output!r}")
     if self.image_size % 4:
       raise ValueError(f"image_size must be a multiple of 4 (G downsamples twice), "
                        f"got {self.image_size}")
@@ -41,6 +44,13 @@ class ModelConfig:
   def d_kernel_size(self) -> int:
     """Side of D's last feature map, used as the class head's kernel."""
     return self.image_size // 2 ** self.d_repeat_num
+
+
+def _atanh(x):
+  # Clipped so saturated pixels (0 or 255) stay finite and editable; written with log
+  # because TFLite has no ATANH builtin.
+  x = ops.clip(x, -0.999, 0.999)
+  return 0.5 * ops.log((1.0 + x) / (1.0 - x))
 
 
 def _instance_norm(name):
@@ -76,6 +86,12 @@ class Generator(keras.Model):
   """G(x, c): image in [-1, 1] and target one-hot -> image in [-1, 1].
 
   The one-hot target is tiled over the image and concatenated as extra input channels.
+
+  `g_output="residual"` makes G an edit of its input: out = tanh(atanh(x) + h), with
+  the last conv zero-initialised so an untrained G is the identity (the residual-image
+  idea of Shen & Liu 2017). Instance norm hides a face's absolute brightness from the
+  official G, which must re-learn every unchanged pixel; the residual G gets them for
+  free and spends its capacity on what the expression moves. Same weights either way.
   """
 
   def __init__(self, config: ModelConfig = ModelConfig(), **kwargs):
@@ -101,8 +117,9 @@ class Generator(keras.Model):
                    layers.Conv2D(dim // 2, 3, padding="same", use_bias=False, name=f"up{i}")]
       blocks += [_instance_norm(f"up{i}_norm"), layers.ReLU()]
       dim //= 2
-    blocks.append(layers.Conv2D(config.channels, 7, padding="same", use_bias=False,
-                                name="conv_out"))
+    blocks.append(layers.Conv2D(
+        config.channels, 7, padding="same", use_bias=False, name="conv_out",
+        kernel_initializer="zeros" if config.g_output == "residual" else "glorot_uniform"))
     self.blocks = blocks
     # float32 output even under a mixed-precision policy: losses and exports want it.
     self.out_activation = layers.Activation("tanh", dtype="float32", name="tanh")
@@ -120,6 +137,8 @@ class Generator(keras.Model):
     h = ops.concatenate([images, c], axis=-1)
     for block in self.blocks:
       h = block(h)
+    if self.config.g_output == "residual":
+      h = ops.cast(h, "float32") + _atanh(ops.cast(images, "float32"))
     return self.out_activation(h)
 
   def get_config(self):

@@ -139,6 +139,9 @@ def read_checkpoint(path: str, groups: Sequence[str], optional: Sequence[str] = 
   try:
     with np.load(path) as npz:
       meta = json.loads(npz["__meta__"].tobytes().decode())
+      missing = [g for g in groups if g not in meta["variables"]]
+      if missing:
+        raise RunDirError(f"{path}: checkpoint holds no {', '.join(missing)} weights")
       out = {}
       for group in list(groups) + [g for g in optional if g in meta["variables"]]:
         count = len(meta["variables"][group])
@@ -151,12 +154,11 @@ def read_checkpoint(path: str, groups: Sequence[str], optional: Sequence[str] = 
                       ) from None
 
 
-def read_generator_weights(path: str) -> tuple[dict, list]:
+def _generator_arrays(path: str, arrays: dict) -> list:
   """G's weights for inference: the moving-average copy when the run kept one."""
-  meta, arrays = read_checkpoint(path, [], optional=("generator_ema", "generator"))
   for group in ("generator_ema", "generator"):
     if group in arrays:
-      return meta, arrays[group]
+      return arrays[group]
   raise RunDirError(f"{path}: checkpoint holds no generator")
 
 
@@ -218,6 +220,26 @@ def resolve_checkpoint(run_dir: str, checkpoint: str | int | None = None) -> str
   return by_step[int(checkpoint)]
 
 
+def _read_newest(run_dir: str, checkpoint: str | int | None, required: Sequence[str]
+                 ) -> tuple[str, dict, dict]:
+  """(path, meta, arrays) of the asked-for checkpoint, or of the newest readable one."""
+  paths = ([resolve_checkpoint(run_dir, checkpoint)] if checkpoint is not None else
+           [path for _, path in reversed(list_checkpoints(run_dir))])
+  if not paths:
+    raise RunDirError(f"{run_dir}: no checkpoints yet (train first)")
+  for path in paths:
+    try:
+      meta, arrays = read_checkpoint(path, required, ("generator_ema", "generator"))
+      _generator_arrays(path, arrays)
+      return path, meta, arrays
+    except RunDirError as e:
+      if checkpoint is not None:
+        raise
+      logging.warning("%s; falling back to the previous checkpoint", e)
+  raise RunDirError(f"{checkpoint_dir(run_dir)}: no readable checkpoint "
+                    f"(all {len(paths)} are corrupt)")
+
+
 def load_generator(run_dir: str, checkpoint: str | int | None = None
                    ) -> tuple[models.Generator, RunConfig, int]:
   """Builds G from a run dir's config and loads its weights: (generator, config, step).
@@ -226,22 +248,26 @@ def load_generator(run_dir: str, checkpoint: str | int | None = None
   back to the previous with a warning). A run trained with --g_ema_decay gives its
   moving-average G.
   """
+  generator, _, config, step = _load(run_dir, checkpoint, with_discriminator=False)
+  return generator, config, step
+
+
+def load_models(run_dir: str, checkpoint: str | int | None = None
+                ) -> tuple[models.Generator, models.Discriminator, RunConfig, int]:
+  """G (as load_generator) and D from the same checkpoint: (G, D, config, step)."""
+  return _load(run_dir, checkpoint, with_discriminator=True)
+
+
+def _load(run_dir, checkpoint, with_discriminator):
   config = read_config(run_dir)
+  path, meta, arrays = _read_newest(run_dir, checkpoint,
+                                    ["discriminator"] if with_discriminator else [])
   generator = models.Generator(config.model)
   generator.build()
-  paths = ([resolve_checkpoint(run_dir, checkpoint)] if checkpoint is not None else
-           [path for _, path in reversed(list_checkpoints(run_dir))])
-  if not paths:
-    raise RunDirError(f"{run_dir}: no checkpoints yet (train first)")
-  for path in paths:
-    try:
-      meta, weights = read_generator_weights(path)
-    except RunDirError as e:
-      if checkpoint is not None:
-        raise
-      logging.warning("%s; falling back to the previous checkpoint", e)
-      continue
-    assign(generator.weights, weights, path)
-    return generator, config, int(meta["step"])
-  raise RunDirError(f"{checkpoint_dir(run_dir)}: no readable checkpoint "
-                    f"(all {len(paths)} are corrupt)")
+  assign(generator.weights, _generator_arrays(path, arrays), path)
+  discriminator = None
+  if with_discriminator:
+    discriminator = models.Discriminator(config.model)
+    discriminator.build()
+    assign(discriminator.weights, arrays["discriminator"], f"{path} [discriminator]")
+  return generator, discriminator, config, int(meta["step"])

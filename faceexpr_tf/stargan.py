@@ -119,8 +119,7 @@ class StarGAN(keras.Model):
 
   # --- steps ----------------------------------------------------------------------------
 
-  def _d_step(self, x_real, label_org, onehot_trg):
-    x_fake = self.generator(x_real, onehot_trg, training=True)
+  def _d_step(self, x_real, label_org, x_fake):
     with tf.GradientTape() as tape:
       real_src, real_cls = self.discriminator(x_real, training=True)
       fake_src, _ = self.discriminator(x_fake, training=True)
@@ -138,9 +137,19 @@ class StarGAN(keras.Model):
     return {"D/loss": loss, "D/loss_real": loss_real, "D/loss_fake": loss_fake, "D/loss_cls": loss_cls,
             "D/loss_gp": loss_gp, "D/accuracy": losses.accuracy(real_cls, label_org)}
 
-  def _g_step(self, x_real, label_trg, onehot_org, onehot_trg):
+  def _g_step(self, x_real, label_trg, onehot_org, onehot_trg, d_update=None):
+    """One G update; with `d_update`, D's update runs first on this step's own fake.
+
+    D's update leaves G unchanged, so the fake D learns from is exactly the one G is then
+    scored on (D already updated, as official StarGAN): computing it once under G's tape
+    saves a G forward pass per step. Returns (G logs, D logs or None).
+    """
+    d_logs = None
     with tf.GradientTape() as tape:
       x_fake = self.generator(x_real, onehot_trg, training=True)
+      if d_update is not None:
+        with tape.stop_recording():
+          d_logs = d_update(tf.stop_gradient(x_fake))
       fake_src, fake_cls = self.discriminator(x_fake, training=True)
       x_rec = self.generator(x_fake, onehot_org, training=True)
       loss_fake = self._g_adversarial(fake_src)
@@ -163,22 +172,26 @@ class StarGAN(keras.Model):
       for ema, var in zip(self.generator_ema.weights, self.generator.weights):
         ema.assign(decay * ema + (1.0 - decay) * var)
     return {"G/loss": loss, "G/loss_fake": loss_fake, "G/loss_rec": loss_rec,
-            "G/loss_cls": loss_cls, "G/loss_id": loss_id}
+            "G/loss_cls": loss_cls, "G/loss_id": loss_id}, d_logs
 
   def train_step(self, data):
     x_real, label_org, label_trg = data
     onehot_org = tf.one_hot(label_org, self.num_classes)
     onehot_trg = tf.one_hot(label_trg, self.num_classes)
-    logs = self._d_step(x_real, label_org, onehot_trg)
     if self.n_critic == 1:
-      g_logs, g_weight = self._g_step(x_real, label_trg, onehot_org, onehot_trg), 1.0
+      g_logs, logs = self._g_step(
+          x_real, label_trg, onehot_org, onehot_trg,
+          d_update=lambda x_fake: self._d_step(x_real, label_org, x_fake))
+      g_weight = 1.0
     else:
+      logs = self._d_step(x_real, label_org,
+                          self.generator(x_real, onehot_trg, training=True))
       # As official StarGAN: G steps after every n_critic-th D step, (i + 1) % n_critic == 0.
       # The read is ordered after the D update (automatic control dependencies).
       done = tf.convert_to_tensor(self.d_optimizer.iterations)
       do_g = tf.equal(done % self.n_critic, 0)
       g_logs = tf.cond(
-          do_g, lambda: self._g_step(x_real, label_trg, onehot_org, onehot_trg),
+          do_g, lambda: self._g_step(x_real, label_trg, onehot_org, onehot_trg)[0],
           lambda: {"G/loss": 0.0, "G/loss_fake": 0.0, "G/loss_rec": 0.0, "G/loss_cls": 0.0,
                    "G/loss_id": 0.0})
       g_weight = tf.cast(do_g, tf.float32)

@@ -51,6 +51,9 @@ _D_REPEAT = flags.DEFINE_integer("d_repeat_num", 4, "D's stride-2 layers.", **_D
 _UPSAMPLE = flags.DEFINE_enum("upsample", "transpose", ["transpose", "resize"],
                               "G's upsampling: transposed conv (official) or nearest "
                               "resize + conv (no checkerboard artifacts).", **_D)
+_G_OUTPUT = flags.DEFINE_enum("g_output", "image", ["image", "residual"],
+                              "G's output: an image (official) or an edit of the input, "
+                              "tanh(atanh(x) + G's last conv), identity at init.", **_D)
 # Losses.
 _GAN_LOSS = flags.DEFINE_enum("gan_loss", "log", list(stargan.GAN_LOSSES),
                               "log: the paper's loss; wgan-gp: official StarGAN's.", **_D)
@@ -150,7 +153,8 @@ def config_from_flags() -> TrainConfig:
   model = models.ModelConfig(
       image_size=_IMAGE_SIZE.value, channels=1, num_classes=len(emotions),
       g_conv_dim=_G_CONV_DIM.value, g_repeat_num=_G_REPEAT.value,
-      d_conv_dim=_D_CONV_DIM.value, d_repeat_num=_D_REPEAT.value, upsample=_UPSAMPLE.value)
+      d_conv_dim=_D_CONV_DIM.value, d_repeat_num=_D_REPEAT.value, upsample=_UPSAMPLE.value,
+      g_output=_G_OUTPUT.value)
   values = {f.name: flags.FLAGS[f.name].value for f in dataclasses.fields(TrainConfig)
             if f.name not in ("model", "emotions")}
   return TrainConfig(model=model, emotions=emotions, **values)

@@ -12,6 +12,7 @@ TINY = models.ModelConfig(g_conv_dim=8, g_repeat_num=1, d_conv_dim=8)
 @pytest.mark.parametrize("config", [
     models.ModelConfig(),                                     # official G, 48 px D
     models.ModelConfig(g_conv_dim=32, g_repeat_num=3, upsample="resize"),
+    models.ModelConfig(g_conv_dim=16, g_repeat_num=2, g_output="residual"),
     models.ModelConfig(image_size=64, num_classes=7, d_conv_dim=16, d_repeat_num=4),
     models.ModelConfig(image_size=128, channels=3, num_classes=5, d_repeat_num=6),  # CelebA
 ])
@@ -46,6 +47,23 @@ def test_target_changes_output():
   assert all(np.abs(outs[0] - o).max() > 1e-4 for o in outs[1:])
 
 
+def test_residual_generator_starts_as_identity_and_learns_an_edit():
+  import keras  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  g, _ = models.build_models(models.ModelConfig(g_conv_dim=8, g_repeat_num=1,
+                                                d_conv_dim=8, g_output="residual"))
+  x = np.random.default_rng(3).uniform(-1, 1, (2, 48, 48, 1)).astype(np.float32)
+  x[0, :2, :2] = [[1.0], [-1.0]]                     # saturated pixels stay finite
+  c = np.eye(4, dtype=np.float32)[[0, 2]]
+  np.testing.assert_allclose(np.asarray(g(x, c)), np.clip(x, -0.999, 0.999), atol=1e-5)
+  # The zero-initialised last conv still gets a gradient, so G can move off identity.
+  with tf.GradientTape() as tape:
+    loss = keras.ops.mean(keras.ops.abs(g(x, c) - 0.5))
+  grads = dict(zip([v.path for v in g.trainable_variables],
+                   tape.gradient(loss, g.trainable_variables)))
+  assert float(np.abs(grads["generator/conv_out/kernel"]).max()) > 0
+
+
 def test_group_norm_minus_one_is_instance_norm():
   import keras  # pylint: disable=g-import-not-at-top
   x = np.random.default_rng(2).normal(3, 2, (2, 6, 6, 5)).astype(np.float32)
@@ -68,5 +86,7 @@ def test_networks_are_backend_agnostic():
 def test_bad_configs_are_refused():
   with pytest.raises(ValueError, match="upsample"):
     models.ModelConfig(upsample="bilinear")
+  with pytest.raises(ValueError, match="g_output"):
+    models.ModelConfig(g_output="mask")
   with pytest.raises(ValueError, match="divisible"):
     models.ModelConfig(image_size=40)

@@ -108,6 +108,27 @@ def test_load_generator_for_inference(tmp_path):
     runs.load_generator(str(tmp_path / "nope"))
 
 
+def test_load_models_takes_g_and_d_from_one_readable_checkpoint(tmp_path):
+  run_dir = str(tmp_path)
+  runs.prepare_run_dir(run_dir, runs.RunConfig(TINY, EMOTIONS))
+  g, d = _models(0)
+  runs.save_checkpoint(run_dir, 4, {"generator": g.weights, "discriminator": d.weights})
+  expected = [w.numpy().copy() for w in g.weights + d.weights]
+  for w in g.weights[:1] + d.weights[:1]:
+    w.assign(w.numpy() + 1)
+  newest = runs.save_checkpoint(run_dir, 8, {"generator": g.weights,
+                                             "discriminator": d.weights})
+  with open(newest, "r+b") as f:
+    f.truncate(os.path.getsize(newest) // 2)
+  g2, d2, config, step = runs.load_models(run_dir)
+  assert step == 4 and config.model == TINY
+  for a, b in zip(expected, g2.weights + d2.weights):
+    np.testing.assert_array_equal(a, b.numpy())
+  runs.save_checkpoint(run_dir, 9, {"generator": g.weights})   # G only: D is required
+  with pytest.raises(runs.RunDirError, match="discriminator"):
+    runs.load_models(run_dir, checkpoint=9)
+
+
 def test_checkpoint_argument_forms(tmp_path):
   run_dir = str(tmp_path)
   g, _ = _models(0)

@@ -55,6 +55,22 @@ def test_one_train_step_changes_both_networks(gan_loss):
     assert logs["D/loss_cls"] == pytest.approx(np.log(4), abs=0.2)
 
 
+def test_step_equals_official_order_d_update_then_g_update():
+  # train_step computes G(x, c) once for both updates; the official solver computes it
+  # for D, updates D, then computes it again for G. Same numbers either way.
+  fused, reference = _model(), _model()
+  x, org, trg = (tf.constant(a) for a in _batch(seed=4))
+  fused.train_step((x, org, trg))
+  onehot_org, onehot_trg = tf.one_hot(org, 4), tf.one_hot(trg, 4)
+  reference._d_step(x, org, reference.generator(x, onehot_trg, training=True))
+  reference._g_step(x, trg, onehot_org, onehot_trg)
+  for net in ("generator", "discriminator"):
+    for a, b in zip(getattr(fused, net).weights, getattr(reference, net).weights):
+      np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-6, err_msg=f"{net} {a.path}")
+  assert not np.array_equal(fused.generator.weights[0].numpy(),
+                            _model().generator.weights[0].numpy())
+
+
 def test_n_critic_updates_g_every_nth_step():
   model = _model(gan_loss="wgan-gp", n_critic=3)
   ds = tf.data.Dataset.from_tensors(_batch()).repeat(7)
