@@ -154,14 +154,6 @@ def read_checkpoint(path: str, groups: Sequence[str], optional: Sequence[str] = 
                       ) from None
 
 
-def _generator_arrays(path: str, arrays: dict) -> list:
-  """G's weights for inference: the moving-average copy when the run kept one."""
-  for group in ("generator_ema", "generator"):
-    if group in arrays:
-      return arrays[group]
-  raise RunDirError(f"{path}: checkpoint holds no generator")
-
-
 def assign(variables: Sequence, arrays: Sequence[np.ndarray], what: str):
   """Assigns arrays to variables, checking count and shapes first (all or nothing)."""
   if len(variables) != len(arrays):
@@ -175,6 +167,28 @@ def assign(variables: Sequence, arrays: Sequence[np.ndarray], what: str):
     var.assign(value)
 
 
+def read_newest(run_dir: str, groups: Sequence[str], optional: Sequence[str] = (),
+                checkpoint: str | int | None = None) -> tuple[str, dict, dict] | None:
+  """(path, meta, arrays) of `checkpoint` (a step or a path), or else of the newest readable
+  checkpoint: a corrupt newest one is skipped with a warning and the one before it used.
+
+  None when the run dir has no checkpoint and none was asked for.
+  """
+  if checkpoint is not None:
+    path = resolve_checkpoint(run_dir, checkpoint)
+    return (path, *read_checkpoint(path, groups, optional))
+  candidates = list_checkpoints(run_dir)
+  for _, path in reversed(candidates):
+    try:
+      return (path, *read_checkpoint(path, groups, optional))
+    except RunDirError as e:
+      logging.warning("%s; falling back to the previous checkpoint", e)
+  if candidates:
+    raise RunDirError(f"{checkpoint_dir(run_dir)}: no readable checkpoint "
+                      f"(all {len(candidates)} are corrupt)")
+  return None
+
+
 def restore_latest(run_dir: str, groups: dict[str, Sequence],
                    optional: Sequence[str] = ()) -> dict | None:
   """Loads the newest readable checkpoint into groups {name: [variables]}.
@@ -183,23 +197,15 @@ def restore_latest(run_dir: str, groups: dict[str, Sequence],
   lists what was). A corrupt newest checkpoint is skipped with a warning and the one
   before it is used. Returns its meta dict, or None when the run dir has no checkpoint.
   """
-  candidates = list_checkpoints(run_dir)
-  required = [g for g in groups if g not in optional]
-  for step, path in reversed(candidates):
-    try:
-      meta, arrays = read_checkpoint(path, required, optional)
-    except RunDirError as e:
-      logging.warning("%s; falling back to the previous checkpoint", e)
-      continue
-    for name, values in arrays.items():
-      assign(groups[name], values, f"{path} [{name}]")
-    meta["restored"] = sorted(arrays)
-    logging.info("Restored %s (step %d)", path, step)
-    return meta
-  if candidates:
-    raise RunDirError(f"{checkpoint_dir(run_dir)}: no readable checkpoint "
-                      f"(all {len(candidates)} are corrupt)")
-  return None
+  found = read_newest(run_dir, [g for g in groups if g not in optional], optional)
+  if found is None:
+    return None
+  path, meta, arrays = found
+  for name, values in arrays.items():
+    assign(groups[name], values, f"{path} [{name}]")
+  meta["restored"] = sorted(arrays)
+  logging.info("Restored %s (step %d)", path, meta["step"])
+  return meta
 
 
 def resolve_checkpoint(run_dir: str, checkpoint: str | int | None = None) -> str:
@@ -218,26 +224,6 @@ def resolve_checkpoint(run_dir: str, checkpoint: str | int | None = None) -> str
     raise RunDirError(f"{run_dir}: no checkpoint for step {checkpoint} "
                       f"(have {', '.join(str(s) for s, _ in found)})")
   return by_step[int(checkpoint)]
-
-
-def _read_newest(run_dir: str, checkpoint: str | int | None, required: Sequence[str]
-                 ) -> tuple[str, dict, dict]:
-  """(path, meta, arrays) of the asked-for checkpoint, or of the newest readable one."""
-  paths = ([resolve_checkpoint(run_dir, checkpoint)] if checkpoint is not None else
-           [path for _, path in reversed(list_checkpoints(run_dir))])
-  if not paths:
-    raise RunDirError(f"{run_dir}: no checkpoints yet (train first)")
-  for path in paths:
-    try:
-      meta, arrays = read_checkpoint(path, required, ("generator_ema", "generator"))
-      _generator_arrays(path, arrays)
-      return path, meta, arrays
-    except RunDirError as e:
-      if checkpoint is not None:
-        raise
-      logging.warning("%s; falling back to the previous checkpoint", e)
-  raise RunDirError(f"{checkpoint_dir(run_dir)}: no readable checkpoint "
-                    f"(all {len(paths)} are corrupt)")
 
 
 def load_generator(run_dir: str, checkpoint: str | int | None = None
@@ -260,11 +246,15 @@ def load_models(run_dir: str, checkpoint: str | int | None = None
 
 def _load(run_dir, checkpoint, with_discriminator):
   config = read_config(run_dir)
-  path, meta, arrays = _read_newest(run_dir, checkpoint,
-                                    ["discriminator"] if with_discriminator else [])
+  found = read_newest(run_dir, ["generator"] + (["discriminator"] if with_discriminator else []),
+                      ("generator_ema",), checkpoint)
+  if found is None:
+    raise RunDirError(f"{run_dir}: no checkpoints yet (train first)")
+  path, meta, arrays = found
   generator = models.Generator(config.model)
   generator.build()
-  assign(generator.weights, _generator_arrays(path, arrays), path)
+  # The moving-average copy when the run kept one (--g_ema_decay).
+  assign(generator.weights, arrays.get("generator_ema", arrays["generator"]), path)
   discriminator = None
   if with_discriminator:
     discriminator = models.Discriminator(config.model)
