@@ -22,9 +22,20 @@ import argparse
 import os
 import sys
 
-import cv2
-import numpy as np
-from ai_edge_litert.interpreter import Interpreter
+# This script stands alone (an app would not ship faceexpr_tf), so a missing package is
+# reported here, in one line, with the pip command that installs it.
+try:
+  import cv2
+  import numpy as np
+  from ai_edge_litert.interpreter import Interpreter
+except ModuleNotFoundError as e:
+  _PACKAGES = {"ai_edge_litert": "ai-edge-litert", "cv2": "opencv-python-headless"}
+  _missing = (e.name or "").split(".")[0]
+  sys.stderr.write(
+      f"error: {_PACKAGES.get(_missing, _missing)} is not installed: it is needed to run "
+      f"the .tflite; run: pip install -e \".[mobile]\" (in the faceexpr-tf checkout), "
+      f"or pip install ai-edge-litert opencv-python-headless numpy\n")
+  sys.exit(2)
 
 
 def default_labels_path(model_path):

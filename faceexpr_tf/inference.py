@@ -20,6 +20,7 @@ from absl import logging
 
 from faceexpr_tf import emotions as emotions_lib
 from faceexpr_tf import errors
+from faceexpr_tf import optional
 from faceexpr_tf import runs
 
 SAVED_MODEL_FILE = "saved_model.pb"
@@ -398,9 +399,9 @@ def _load_saved_model(path):
 
 
 def _load_tflite(path, class_names):
-  from ai_edge_litert.interpreter import Interpreter  # pylint: disable=g-import-not-at-top
+  litert = optional.require("ai_edge_litert.interpreter", f"to run {path}")
   try:
-    interpreter = Interpreter(model_path=path)
+    interpreter = litert.Interpreter(model_path=path)
   except (ValueError, RuntimeError, OSError) as e:
     raise ModelLoadError(f"{path}: corrupt or unreadable .tflite ({_first_line(e)})"
                          ) from None

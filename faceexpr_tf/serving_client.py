@@ -27,6 +27,7 @@ from absl import flags
 from absl import logging
 
 from faceexpr_tf import errors
+from faceexpr_tf import optional
 
 # Output names and dtypes per signature (see faceexpr_tf/export.py). JSON carries no
 # dtype, and TF Serving drops the output name when a signature has a single output.
@@ -217,10 +218,13 @@ def _tensor_proto(value):
   return tf.make_tensor_proto(value)
 
 
+_GRPC_PURPOSE = "for --grpc (REST, the default, needs no extra package)"
+
+
 def grpc_predict_request(signature_name: str, inputs: Mapping[str, object],
                          model_name: str = "faceexpr", version: int | None = None):
   """A tensorflow_serving PredictRequest; numpy dtypes are kept (pass int32 ids as int32)."""
-  from tensorflow_serving.apis import predict_pb2  # pylint: disable=g-import-not-at-top
+  predict_pb2 = optional.require("tensorflow_serving.apis.predict_pb2", _GRPC_PURPOSE)
   request = predict_pb2.PredictRequest()
   request.model_spec.name = model_name
   request.model_spec.signature_name = signature_name
@@ -241,10 +245,9 @@ def predict_grpc(server: str, model_name: str, signature_name: str,
                  inputs: Mapping[str, object], version: int | None = None,
                  timeout: float = 30.0) -> dict[str, np.ndarray]:
   """Sends a PredictRequest over gRPC and returns the outputs (the only way to metadata)."""
-  # pylint: disable=g-import-not-at-top
-  import grpc
-  from tensorflow_serving.apis import prediction_service_pb2_grpc
-  # pylint: enable=g-import-not-at-top
+  grpc = optional.require("grpc", _GRPC_PURPOSE)
+  prediction_service_pb2_grpc = optional.require(
+      "tensorflow_serving.apis.prediction_service_pb2_grpc", _GRPC_PURPOSE)
   request = grpc_predict_request(signature_name, inputs, model_name, version)
   # PNGs of big batches exceed gRPC's 4 MB default message size.
   options = [("grpc.max_receive_message_length", 64 << 20),

@@ -305,7 +305,35 @@ def _verbosity(value: str) -> int:
   return 1 if sys.stdout.isatty() else 2
 
 
+def check_flags():
+  """Refuses flag values that cannot work, in one line, before anything is loaded."""
+  # Before config_from_flags(): ModelConfig itself raises a bare ValueError on image_size.
+  v = flags.FLAGS.flag_values_dict()
+  down = 2 ** min(max(v["d_repeat_num"], 2), 62)  # D halves d_repeat_num times, G twice
+  rules = [
+      *((n, v[n] >= 1, "must be at least 1") for n in (
+          "batch_size", "n_critic", "keep_checkpoints", "steps_per_execution",
+          "synthetic_identities", "g_conv_dim", "g_repeat_num", "d_conv_dim",
+          "d_repeat_num")),
+      ("epochs", v["epochs"] >= 1 or (v["epochs"] == 0 and v["max_steps"] > 0),
+       "must be at least 1 (or set --max_steps)"),
+      *((n, v[n] >= 0, "must be 0 or more") for n in (
+          "max_steps", "checkpoint_every", "sample_every", "log_every", "max_minutes",
+          "lambda_cls", "lambda_rec", "lambda_gp", "lambda_id")),
+      *((n, v[n] > 0, "must be above 0") for n in ("g_lr", "d_lr")),
+      *((n, 0 <= v[n] < 1, "must be in [0, 1)") for n in ("beta1", "beta2",
+                                                           "g_ema_decay")),
+      ("image_size", v["image_size"] > 0 and v["image_size"] % down == 0,
+       f"must be a positive multiple of {down} (G downsamples twice, D "
+       f"--d_repeat_num={v['d_repeat_num']} times)"),
+  ]
+  for name, ok, requirement in rules:
+    if not ok:
+      raise errors.UserError(f"--{name}={v[name]}: {requirement}")
+
+
 def run():
+  check_flags()
   cfg = config_from_flags()
   summary = train(cfg)
   if summary["stopped_by"] in ("interrupt", "sigterm"):
