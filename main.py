@@ -2,6 +2,7 @@
 
 Modes:
   train      train StarGAN on FER2013 / an image folder / the built-in synthetic faces
+  train_classifier  train the expression classifier that judges translations
   evaluate   score a run's generator (synthetic ground truth, D's accuracy) and write a report
   export     SavedModel for TF Serving, or .tflite for mobile
   translate  change the expression of faces in your own photos
@@ -23,6 +24,7 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 MODES = {
     "train": "faceexpr_tf.training",
+    "train_classifier": "faceexpr_tf.classifier_training",
     "evaluate": "faceexpr_tf.evaluate",
     "export": "faceexpr_tf.export",
     "translate": "faceexpr_tf.translate",

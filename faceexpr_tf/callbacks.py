@@ -1,5 +1,6 @@
 """Keras callbacks of a training run: checkpoints, sample grids, TensorBoard, progress."""
 
+import json
 import math
 import os
 import time
@@ -12,6 +13,7 @@ from absl import logging
 from faceexpr_tf import errors
 from faceexpr_tf import inference
 from faceexpr_tf import runs
+from faceexpr_tf import scoring
 from faceexpr_tf import visualize
 
 
@@ -111,6 +113,76 @@ class SampleWriter(keras.callbacks.Callback):
         if name.startswith("val_"):
           tf.summary.scalar("validation/" + name[4:], float(value))
     self.writer.flush()
+
+
+class ScoreKeeper(keras.callbacks.Callback):
+  """Every `every` steps: scores the shown G (the EMA copy when on) on fixed validation
+  faces with an independent judge (scoring.score without the cycle pass), logs the scores
+  to TensorBoard ("score/...") and to run_dir/scores.jsonl, and keeps checkpoints/best.npz
+  under `rule`. A resumed run reads scores.jsonl back, so it never replaces a better best.
+  """
+
+  def __init__(self, run_dir, judge, images, labels, emotions, every,
+               rule=scoring.BestRule(), writer=None):
+    super().__init__()
+    self.run_dir, self.judge, self.every, self.rule = run_dir, judge, every, rule
+    self.images, self.labels = np.asarray(images), np.asarray(labels)
+    self.emotions = tuple(emotions)
+    self.real = judge(self.images)  # the real faces' features and logits, once
+    self.history_path = os.path.join(run_dir, "scores.jsonl")
+    self.writer = writer or tf.summary.create_file_writer(
+        os.path.join(run_dir, "logs", "train"))
+    self.history = self._read_history()
+    best = scoring.choose_best(self.history, rule)
+    self.best = None if best is None else self.history[best]
+
+  def _read_history(self):
+    history = []
+    if os.path.isfile(self.history_path):
+      with open(self.history_path) as f:
+        for line in f:
+          try:
+            history.append(json.loads(line))
+          except ValueError:
+            pass  # a line cut short by a kill
+    return history
+
+  def score_now(self, step):
+    translator = inference.KerasTranslator(self.model.inference_generator, self.emotions,
+                                           "training G", step)
+    t0 = time.time()
+    scores, _ = scoring.score(translator, self.judge, self.images, self.labels,
+                              cycle=False, real=self.real)
+    scores["step"], scores["seconds"] = int(step), round(time.time() - t0, 1)
+    scores["eligible"] = self.rule.eligible(scores)
+    with open(self.history_path, "a") as f:
+      f.write(json.dumps(scores) + "\n")
+    self.history.append(scores)
+    with self.writer.as_default(step=step):
+      for key in ("target_accuracy", "do_nothing_target_accuracy", "ssim",
+                  "pixel_correlation", "fd", "fd_floor", "kid"):
+        tf.summary.scalar("score/" + key, scores[key])
+    kept = ""
+    if self.rule.better(scores, self.best):
+      groups = {name: values for name, values in self.model.checkpoint_groups().items()
+                if name in ("generator", "generator_ema", "discriminator")}
+      runs.save_checkpoint(self.run_dir, step, groups, meta={"scores": scores},
+                           name=runs.BEST_CHECKPOINT)
+      self.best = scores
+      kept = " -> new best checkpoint"
+    logging.info("Scores at step %d (%d faces, %.0f s): target accuracy %.3f (do nothing "
+                 "%.3f), SSIM %.3f, pixel correlation %.2f, FD %.3g (floor %.3g)%s%s",
+                 step, len(self.images), scores["seconds"], scores["target_accuracy"],
+                 scores["do_nothing_target_accuracy"], scores["ssim"],
+                 scores["pixel_correlation"], scores["fd"], scores["fd_floor"], kept,
+                 "" if scores["eligible"] else f" [not eligible: "
+                 f"{self.rule.why_not(scores)}]")
+    return scores
+
+  def on_train_batch_end(self, batch, logs=None):
+    step = _global_step(self.model)
+    if self.every and step % self.every == 0:
+      self.score_now(step)
 
 
 class Progress(keras.callbacks.Callback):

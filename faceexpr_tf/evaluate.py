@@ -1,18 +1,26 @@
-"""`python main.py evaluate`: how good is a run's generator?
+"""`python main.py evaluate`: how good is a generator?
 
 On synthetic faces the true translation is known (every identity is rendered in every
 expression), so G(x, c) is scored against the true rendering of the same held-out identity
-with expression c, next to the "do nothing" baseline L1(x, truth). On real data (FER2013)
-there is no truth: the report gives D's class accuracy on real images, how often D
-classifies G(x, c) as c, and the cycle reconstruction L1.
+with expression c, next to the "do nothing" baseline L1(x, truth).
 
-Writes <run_dir>/report/{metrics.json, report.md, samples.png}.
+On real faces (a fer2013 csv or an image folder) an independent expression classifier,
+the judge (default: the one shipped in the package), reads every translation of every
+test face to every other emotion: target accuracy next to the judge's accuracy on the
+real faces, identity (SSIM, L1, PSNR, pixel correlation, cycle L1) and realism (Frechet
+distance and KID on the judge's features, with the real-vs-real floor); see scoring.py.
+`--classifier=discriminator` gives the older report judged by the run's own D.
+
+Writes <out>/{metrics.json, report.md, samples.png[, worst.png, pairs.csv]}; <out> is
+<run_dir>/report by default.
 """
 
 import json
 import os
 
+import keras
 import numpy as np
+import pandas as pd
 from absl import flags
 from absl import logging
 
@@ -20,17 +28,29 @@ from faceexpr_tf import data
 from faceexpr_tf import errors
 from faceexpr_tf import inference
 from faceexpr_tf import runs
+from faceexpr_tf import scoring
 from faceexpr_tf import synthetic
 from faceexpr_tf import visualize
 
 _D = {"allow_override": True}
-_RUN_DIR = flags.DEFINE_string("run_dir", "runs/default", "The run to evaluate.", **_D)
-_CHECKPOINT = flags.DEFINE_string("checkpoint", None, "Step or .npz path (default: "
-                                  "newest).", **_D)
+_RUN_DIR = flags.DEFINE_string("run_dir", None, "The run to evaluate (same as --model).",
+                               **_D)
+_MODEL = flags.DEFINE_string("model", None, "Generator: a run dir, SavedModel, .tflite, "
+                             ".keras or 'pretrained' (the shipped one; the default when "
+                             "neither --model nor --run_dir is given).", **_D)
+_CHECKPOINT = flags.DEFINE_string("checkpoint", None, "Run dirs: a step, 'best' or "
+                                  "'latest' (default: best when kept, else newest).", **_D)
 _DATA = flags.DEFINE_string("data", "synthetic", "'synthetic' (ground-truth report) or a "
-                            "fer2013 csv / image folder (D-judged report).", **_D)
+                            "fer2013 csv / image folder (judged by --classifier).", **_D)
 _EVAL_USAGE = flags.DEFINE_string("eval_usage", "PublicTest", "csv Usage to evaluate on.",
                                   **_D)
+_CLASSIFIER = flags.DEFINE_string("classifier", "shipped", "The judge on real faces: "
+                                  "'shipped', a .keras from train_classifier, or "
+                                  "'discriminator' (the run's own D).", **_D)
+_EVAL_FACES = flags.DEFINE_integer("eval_faces", 0, "Score only this many faces, "
+                                   "class-balanced (0 = all).", **_D)
+_OUT = flags.DEFINE_string("out", None, "Report folder (default: <run_dir>/report, or "
+                           "reports/<model name>).", **_D)
 _IDENTITIES = flags.DEFINE_integer("eval_identities", 100, "Held-out synthetic identities.",
                                    **_D)
 _SEED = flags.DEFINE_integer("seed", 0, "The run's seed (held-out identities derive from "
@@ -179,12 +199,143 @@ def judged_report(run_dir, source, usage="PublicTest", checkpoint=None, batch=64
   return metrics
 
 
+def real_report(translator, source: str, out_dir: str, *, usage="PublicTest",
+                judge: scoring.Judge | None = None, max_faces: int = 0, seed: int = 0,
+                show_progress: bool = True) -> dict:
+  """Scores `translator` (inference.Translator) on real faces with the judge; writes
+  metrics.json, report.md, pairs.csv, samples.png and worst.png into out_dir."""
+  judge = judge or scoring.load_judge()
+  faces = data.load_faces(source, translator.emotions, split="validation",
+                          usage=usage.split(","), image_size=translator.image_size)
+  if max_faces and max_faces < len(faces):
+    faces = faces.subset(scoring.balanced_pick(faces.labels, max_faces, seed))
+  k, names = translator.num_classes, translator.emotions
+  logging.info("Scoring %s on %d faces of %s (%d translations) with %s", translator.source,
+               len(faces), faces.source, len(faces) * (k - 1), judge.path)
+  bar = keras.utils.Progbar(len(faces) * (k - 1), unit_name="translation",
+                            verbose=1 if show_progress else 0)
+  scores, arrays = scoring.score(translator, judge, faces.images, faces.labels,
+                                 progress=lambda done, total: bar.update(done), seed=seed)
+  tr = arrays["translations"]
+  pairs = pd.crosstab(pd.Categorical([names[i] for i in tr.source_label], names),
+                      pd.Categorical([names[i] for i in tr.target], names),
+                      values=arrays["hit"].astype(float), aggfunc="mean", dropna=False)
+  pairs.index.name, pairs.columns.name = "source", "target"
+  scores["target_accuracy_by_pair"] = {
+      f"{s}->{t}": float(pairs.loc[s, t]) for s in names for t in names if s != t}
+  scores["target_accuracy_by_target"] = {names[t]: v for t, v in
+                                         scores["target_accuracy_by_target"].items()}
+  scores["judge_real_accuracy_by_class"] = {
+      names[c]: v for c, v in scores["judge_real_accuracy_by_class"].items()}
+  scores.update(model=translator.source, step=translator.step, data=faces.source,
+                judge=judge.path, judge_record_accuracy=judge.record.get(
+                    "validation", {}).get("accuracy"))
+  os.makedirs(out_dir, exist_ok=True)
+  pairs.to_csv(os.path.join(out_dir, "pairs.csv"), float_format="%.4f")
+  with open(os.path.join(out_dir, "metrics.json"), "w") as f:
+    json.dump(scores, f, indent=2)
+  picks = scoring.balanced_pick(faces.labels, 2 * k, seed)
+  cells = np.concatenate([faces.images[picks][:, None],
+                          translator.translate_all(faces.images[picks])], axis=1)
+  visualize.write_png(os.path.join(out_dir, "samples.png"),
+                      visualize.make_grid(cells, ["input", *names], scale=2))
+  visualize.write_png(os.path.join(out_dir, "worst.png"),
+                      worst_figure(faces.images, arrays, names))
+  with open(os.path.join(out_dir, "report.md"), "w") as f:
+    f.write(real_report_markdown(scores, pairs, names))
+  logging.info("Report: target accuracy %.3f (judge on real faces %.3f, do nothing %.3f), "
+               "SSIM %.3f, pixel correlation %.2f, FD %.3g (floor %.3g), KID %.3g (floor "
+               "%.3g) -> %s", scores["target_accuracy"], scores["judge_real_accuracy"],
+               scores["do_nothing_target_accuracy"], scores["ssim"],
+               scores["pixel_correlation"], scores["fd"], scores["fd_floor"],
+               scores["kid"], scores["kid_floor"], out_dir)
+  return scores
+
+
+def worst_figure(images, arrays, names, count=8):
+  """Two rows of (input, translation) pairs: the lowest judge probability of the target,
+  and the lowest SSIM."""
+  tr = arrays["translations"]
+  rows = []
+  for order in (np.argsort(arrays["target_prob"]), np.argsort(arrays["ssim"])):
+    pick = order[:count]
+    rows.append(np.stack([np.concatenate([images[tr.source[i]], tr.images[i]], axis=1)
+                          for i in pick]))
+  cells = np.stack(rows)  # [2, count, S, 2S, 1] -> cells must be square: split
+  side = images.shape[1]
+  cells = cells.reshape(2, count, side, 2, side, 1).transpose(0, 1, 3, 2, 4, 5).reshape(
+      2, 2 * count, side, side, 1)
+  titles = []
+  for i in range(count):
+    titles += ["in", "out"]
+  return visualize.make_grid(cells, titles, scale=2, separator_after=0)
+
+
+def real_report_markdown(s: dict, pairs, names) -> str:
+  pct = lambda v: f"{100 * v:.1f}%"
+  lines = [f"# Real-face report: {s['model']} (step {s['step']})", "",
+           f"{s['faces']} faces of {s['data']}, each translated to every other emotion "
+           f"({s['translations']} translations), judged by `{s['judge']}`.", "",
+           "| question | measure | value | reference |", "|---|---|---|---|",
+           f"| expression | target accuracy (judge reads the target) | "
+           f"**{pct(s['target_accuracy'])}** | judge on real faces "
+           f"{pct(s['judge_real_accuracy'])}; do nothing {pct(s['do_nothing_target_accuracy'])} |",
+           f"| | target accuracy / judge's real accuracy | "
+           f"{s['target_accuracy_vs_real']:.2f} | aim >= 0.90 |",
+           f"| identity | SSIM with the input | {s['ssim']:.3f} | 1 = unchanged; aim >= 0.7 |",
+           f"| | pixel correlation with the input | {s['pixel_correlation']:.3f} | "
+           f"-1 = inverted ({pct(s['inverted_share'])} of translations below 0) |",
+           f"| | L1 / PSNR | {s['l1']:.4f} / {s['psnr']:.1f} dB | |",
+           f"| | cycle L1, G(G(x, c), c_org) vs x | {s.get('cycle_l1', float('nan')):.4f} | |",
+           f"| realism | Frechet distance (judge features) | {s['fd']:.4g} | real vs real "
+           f"{s['fd_floor']:.4g} (ratio {s['fd'] / max(s['fd_floor'], 1e-12):.2f}) |",
+           f"| | KID (judge features) | {s['kid']:.4g} +- {s['kid_std']:.2g} | real vs real "
+           f"{s['kid_floor']:.4g} |", "",
+           "FD and KID use the judge's penultimate features, not Inception's (no Inception "
+           "weights can be downloaded here): compare them only with the floor beside them "
+           "and with other reports from the same judge.", "",
+           "Target accuracy by source (rows) and target (columns):", "",
+           "| source \\ target | " + " | ".join(names) + " | judge on real |",
+           "|---" * (len(names) + 2) + "|"]
+  for src in names:
+    cells = ["-" if src == t else pct(pairs.loc[src, t]) for t in names]
+    lines.append(f"| {src} | " + " | ".join(cells) +
+                 f" | {pct(s['judge_real_accuracy_by_class'][src])} |")
+  lines += ["", "![samples: input, then each emotion](samples.png)", "",
+            "Worst cases (input, output): top row lowest judge probability of the target, "
+            "bottom row lowest SSIM.", "", "![worst cases](worst.png)", ""]
+  return "\n".join(lines)
+
+
+def _model_path() -> str:
+  if _MODEL.value and _RUN_DIR.value and _MODEL.value != _RUN_DIR.value:
+    raise errors.UserError("give --model or --run_dir, not both")
+  return _MODEL.value or _RUN_DIR.value or "pretrained"
+
+
+def _default_out(path: str) -> str:
+  if os.path.isdir(path) and os.path.isfile(os.path.join(path, runs.CONFIG_FILE)):
+    return os.path.join(path, "report")
+  name = os.path.splitext(os.path.basename(os.path.normpath(path)))[0] or "model"
+  return os.path.join("reports", name)
+
+
 def run():
-  if not os.path.isdir(_RUN_DIR.value):
-    raise errors.UserError(f"--run_dir={_RUN_DIR.value}: no such run directory")
+  path = _model_path()
+  out_dir = _OUT.value or _default_out(path)
   if _DATA.value == "synthetic":
+    if not os.path.isdir(path):
+      raise errors.UserError(f"--data=synthetic scores a run dir against ground truth; "
+                             f"{path} is not a run directory")
     seed = _SEED.value if flags.FLAGS["seed"].present else None  # default: the run's own
-    synthetic_report(_RUN_DIR.value, _CHECKPOINT.value, _IDENTITIES.value, seed)
+    synthetic_report(path, _CHECKPOINT.value, _IDENTITIES.value, seed)
+  elif _CLASSIFIER.value == "discriminator":
+    if not os.path.isdir(path):
+      raise errors.UserError(f"--classifier=discriminator needs a run dir; {path} is not one")
+    judged_report(path, _DATA.value, _EVAL_USAGE.value, _CHECKPOINT.value)
   else:
-    judged_report(_RUN_DIR.value, _DATA.value, _EVAL_USAGE.value, _CHECKPOINT.value)
+    translator = inference.load_translator(path, _CHECKPOINT.value)
+    judge = scoring.load_judge(None if _CLASSIFIER.value == "shipped" else _CLASSIFIER.value)
+    real_report(translator, _DATA.value, out_dir, usage=_EVAL_USAGE.value, judge=judge,
+                max_faces=_EVAL_FACES.value, seed=_SEED.value)
   return 0

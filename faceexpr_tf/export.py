@@ -41,6 +41,7 @@ from faceexpr_tf import emotions as emotions_lib
 from faceexpr_tf import errors
 from faceexpr_tf import inference
 from faceexpr_tf import optional
+from faceexpr_tf import pretrained
 from faceexpr_tf import runs
 
 SIGNATURES = ("serving_default", "translate_ids", "translate_all", "translate_bytes",
@@ -60,8 +61,11 @@ _DEFINE = {"allow_override": True}
 _RUN_DIR = flags.DEFINE_string("run_dir", None, "Run directory to export G from.",
                                **_DEFINE)
 _CHECKPOINT = flags.DEFINE_string(
-    "checkpoint", None, "Checkpoint step number or .npz path (default: the newest).",
-    **_DEFINE)
+    "checkpoint", None, "Checkpoint step number, 'best', 'latest' or .npz path (default: "
+    "the run's best when it kept one, else the newest).", **_DEFINE)
+_PRETRAINED = flags.DEFINE_bool("pretrained", False, "Export the generator shipped with "
+                                "the package (or the .keras file given as --run_dir).",
+                                **_DEFINE)
 _EXPORT_DIR = flags.DEFINE_string(
     "export_dir", "exports", "Base directory; the SavedModel goes to "
     "<export_dir>/<model_name>/<version>/ (what TF Serving's --model_base_path wants).",
@@ -522,8 +526,9 @@ def verify_saved_model(version_dir: str, generator, images_uint8: np.ndarray,
 
 def _check_flags():
   """Flag combinations that cannot work, before any slow loading."""
-  if not _RUN_DIR.value:
-    raise ExportError("--run_dir is required (the training run to export)")
+  if not _RUN_DIR.value and not _PRETRAINED.value:
+    raise ExportError("--run_dir is required (the training run to export), or "
+                      "--pretrained for the shipped generator")
   _check_model_name(_MODEL_NAME.value)
   tflite = _FORMAT.value == "tflite"
   if not tflite and _QUANTIZE.value != "none":
@@ -535,10 +540,15 @@ def _check_flags():
 
 def run() -> int | None:
   _check_flags()
-  generator, config, step = runs.load_generator(_RUN_DIR.value,
-                                                _CHECKPOINT.value)
+  if _PRETRAINED.value or _RUN_DIR.value.lower().endswith(".keras"):
+    generator, record = pretrained.load_generator(_RUN_DIR.value or None)
+    config = runs.RunConfig(generator.config, tuple(record["emotions"]))
+    step = int(record.get("step") or 0)
+  else:
+    generator, config, step = runs.load_generator(_RUN_DIR.value, _CHECKPOINT.value)
   model = config.model
-  logging.info("Loaded G from %s (step %d)", _RUN_DIR.value, step)
+  logging.info("Loaded G from %s (step %d)", _RUN_DIR.value or "the shipped generator",
+               step)
 
   representative = None
   if _FORMAT.value == "tflite" and _QUANTIZE.value in CALIBRATED_MODES:

@@ -21,6 +21,7 @@ from absl import logging
 from faceexpr_tf import emotions as emotions_lib
 from faceexpr_tf import errors
 from faceexpr_tf import optional
+from faceexpr_tf import pretrained
 from faceexpr_tf import runs
 
 SAVED_MODEL_FILE = "saved_model.pb"
@@ -335,7 +336,8 @@ def load_translator(path: str, checkpoint: str | int | None = None,
 
   Args:
     path: run dir (has config.json), checkpoint .npz inside one, SavedModel dir, TF Serving
-      model base dir (highest version wins), or .tflite file.
+      model base dir (highest version wins), .tflite file, .keras generator, or
+      "pretrained" (the generator shipped in the package).
     checkpoint: run dirs only: step number or .npz path (default: newest readable).
     class_names: .tflite only: the model's emotions in class-id order, when no labels
       sidecar sits next to the file (default: emotions.DEFAULT_EMOTIONS).
@@ -344,6 +346,14 @@ def load_translator(path: str, checkpoint: str | int | None = None,
     ModelLoadError / runs.RunDirError (both UserError), one line naming the path.
   """
   path = os.fspath(path)
+  if path in (pretrained.NAME, "") or path.lower().endswith(".keras"):
+    _ignored(checkpoint, "checkpoint", path)
+    generator, record = pretrained.load_generator(None if path in (pretrained.NAME, "")
+                                                  else path)
+    return KerasTranslator(generator, record["emotions"],
+                           f"{'shipped ' if path in (pretrained.NAME, '') else ''}"
+                           f".keras generator {path or pretrained.NAME}",
+                           record.get("step"))
   if not os.path.exists(path):
     raise ModelLoadError(f"{path}: no such file or directory")
   if os.path.isfile(path):

@@ -57,6 +57,7 @@ def _instance_norm(name):
   return layers.GroupNormalization(groups=-1, epsilon=1e-5, name=name)
 
 
+@keras.saving.register_keras_serializable(package="faceexpr_tf")
 class ResidualBlock(layers.Layer):
   """conv3x3-IN-ReLU-conv3x3-IN plus identity, as official StarGAN."""
 
@@ -82,6 +83,7 @@ class ResidualBlock(layers.Layer):
     return {**super().get_config(), "dim": self.dim}
 
 
+@keras.saving.register_keras_serializable(package="faceexpr_tf")
 class Generator(keras.Model):
   """G(x, c): image in [-1, 1] and target one-hot -> image in [-1, 1].
 
@@ -149,6 +151,7 @@ class Generator(keras.Model):
     return cls(ModelConfig(**config["config"]), name=config.get("name", "generator"))
 
 
+@keras.saving.register_keras_serializable(package="faceexpr_tf")
 class Discriminator(keras.Model):
   """PatchGAN D(x) -> (real/fake logits [N, s, s, 1], class logits [N, num_classes]).
 

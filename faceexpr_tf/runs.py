@@ -28,6 +28,9 @@ from faceexpr_tf import models
 CONFIG_FILE = "config.json"
 CHECKPOINT_DIR = "checkpoints"
 _CKPT_RE = re.compile(r"^ckpt-(\d+)\.npz$")
+# The checkpoint chosen by the scoring rule during training (scoring.BestRule); inference
+# loaders use it when it exists. Never pruned; holds G (and its EMA) and D only.
+BEST_CHECKPOINT = "best.npz"
 _FORMAT_VERSION = 1
 
 
@@ -110,8 +113,9 @@ def list_checkpoints(run_dir: str) -> list[tuple[int, str]]:
 
 
 def save_checkpoint(run_dir: str, step: int, groups: dict[str, Sequence],
-                    meta: dict | None = None, keep: int = 3) -> str:
-  """Writes groups {name: [variables]} as ckpt-<step>.npz; keeps the newest `keep`."""
+                    meta: dict | None = None, keep: int = 3, name: str | None = None) -> str:
+  """Writes groups {name: [variables]} as ckpt-<step>.npz and keeps the newest `keep`; or,
+  with `name` (e.g. BEST_CHECKPOINT), as that file, pruning nothing."""
   os.makedirs(checkpoint_dir(run_dir), exist_ok=True)
   arrays, manifest = {}, {}
   for group, variables in groups.items():
@@ -122,11 +126,18 @@ def save_checkpoint(run_dir: str, step: int, groups: dict[str, Sequence],
   header = {"format": _FORMAT_VERSION, "step": int(step), "variables": manifest,
             **(meta or {})}
   arrays["__meta__"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
-  path = os.path.join(checkpoint_dir(run_dir), f"ckpt-{step:09d}.npz")
+  path = os.path.join(checkpoint_dir(run_dir), name or f"ckpt-{step:09d}.npz")
   _write_atomic(path, lambda f: np.savez(f, **arrays))
-  for _, old in list_checkpoints(run_dir)[:-keep]:
-    os.remove(old)
+  if name is None:
+    for _, old in list_checkpoints(run_dir)[:-keep]:
+      os.remove(old)
   return path
+
+
+def best_checkpoint(run_dir: str) -> str | None:
+  """checkpoints/best.npz when the run kept one."""
+  path = os.path.join(checkpoint_dir(run_dir), BEST_CHECKPOINT)
+  return path if os.path.isfile(path) else None
 
 
 def read_checkpoint(path: str, groups: Sequence[str], optional: Sequence[str] = ()
@@ -209,16 +220,25 @@ def restore_latest(run_dir: str, groups: dict[str, Sequence],
 
 
 def resolve_checkpoint(run_dir: str, checkpoint: str | int | None = None) -> str:
-  """A checkpoint path from a run dir: the newest, a step number, or an explicit path."""
+  """A checkpoint path from a run dir: the newest, "best", a step number, or a path."""
   if checkpoint is not None and os.path.isfile(str(checkpoint)):
     return str(checkpoint)
+  if checkpoint == "best":
+    best = best_checkpoint(run_dir)
+    if best is None:
+      raise RunDirError(f"{run_dir}: no best checkpoint (the run was not scored with a "
+                        "judge: train with --eval_every and --judge)")
+    return best
+  if checkpoint == "latest":
+    checkpoint = None
   found = list_checkpoints(run_dir)
   if not found:
     raise RunDirError(f"{run_dir}: no checkpoints yet (train first)")
   if checkpoint is None:
     return found[-1][1]
   if not str(checkpoint).strip().isdigit():
-    raise RunDirError(f"--checkpoint={checkpoint}: no such file, and not a step number")
+    raise RunDirError(f"--checkpoint={checkpoint}: no such file, and not a step number, "
+                      "'best' or 'latest'")
   by_step = dict(found)
   if int(checkpoint) not in by_step:
     raise RunDirError(f"{run_dir}: no checkpoint for step {checkpoint} "
@@ -230,9 +250,10 @@ def load_generator(run_dir: str, checkpoint: str | int | None = None
                    ) -> tuple[models.Generator, RunConfig, int]:
   """Builds G from a run dir's config and loads its weights: (generator, config, step).
 
-  With checkpoint=None the newest readable checkpoint is used (a corrupt newest one falls
-  back to the previous with a warning). A run trained with --g_ema_decay gives its
-  moving-average G.
+  With checkpoint=None the run's best checkpoint (checkpoints/best.npz, chosen by its
+  scores) is used when there is one, else the newest readable checkpoint (a corrupt newest
+  one falls back to the previous with a warning); "latest" skips the best. A run trained
+  with --g_ema_decay gives its moving-average G.
   """
   generator, _, config, step = _load(run_dir, checkpoint, with_discriminator=False)
   return generator, config, step
@@ -246,6 +267,12 @@ def load_models(run_dir: str, checkpoint: str | int | None = None
 
 def _load(run_dir, checkpoint, with_discriminator):
   config = read_config(run_dir)
+  if checkpoint is None and best_checkpoint(run_dir):
+    checkpoint = best_checkpoint(run_dir)  # the scored best, unless told otherwise
+    logging.info("Using %s (the run's best by its scores; --checkpoint=latest for the "
+                 "newest)", checkpoint)
+  elif checkpoint == "latest":
+    checkpoint = None
   found = read_newest(run_dir, ["generator"] + (["discriminator"] if with_discriminator else []),
                       ("generator_ema",), checkpoint)
   if found is None:

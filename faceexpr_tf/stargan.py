@@ -16,15 +16,32 @@ GAN_LOSSES = ("log", "wgan-gp")
 # Log keys: TensorBoard groups scalars by the part before "/".
 TRAIN_METRICS = ("D/loss", "D/loss_real", "D/loss_fake", "D/loss_cls", "D/loss_gp",
                  "G/loss", "G/loss_fake", "G/loss_rec", "G/loss_cls", "G/loss_id",
-                 "D/accuracy")
+                 "G/loss_guide", "D/accuracy")
 EVAL_METRICS = ("D/accuracy", "G/loss_rec", "G/fake_accuracy")
+
+
+@keras.saving.register_keras_serializable(package="faceexpr_tf")
+class LinearDecay(keras.optimizers.schedules.LearningRateSchedule):
+  """Official StarGAN's schedule: constant, then linearly to 0 over the last half."""
+
+  def __init__(self, base, total_steps, decay_from=0.5):
+    self.base, self.total_steps, self.decay_from = base, int(total_steps), decay_from
+
+  def __call__(self, step):
+    start = self.decay_from * self.total_steps
+    left = 1.0 - (tf.cast(step, tf.float32) - start) / max(self.total_steps - start, 1.0)
+    return self.base * tf.clip_by_value(left, 0.0, 1.0)
+
+  def get_config(self):
+    return {"base": self.base, "total_steps": self.total_steps,
+            "decay_from": self.decay_from}
 
 
 class StarGAN(keras.Model):
 
   def __init__(self, generator, discriminator, *, gan_loss="log", lambda_cls=1.0,
                lambda_rec=10.0, lambda_gp=10.0, n_critic=1, saturating_g=False, lambda_id=0.0,
-               g_ema_decay=0.0, **kwargs):
+               g_ema_decay=0.0, guide=None, lambda_guide=0.0, **kwargs):
     super().__init__(**kwargs)
     if gan_loss not in GAN_LOSSES:
       raise ValueError(f"gan_loss must be one of {GAN_LOSSES}, got {gan_loss!r}")
@@ -44,6 +61,16 @@ class StarGAN(keras.Model):
       raise ValueError(f"g_ema_decay must be in [0, 1), got {g_ema_decay}")
     self.g_ema_decay = g_ema_decay
     self.generator_ema = None
+    # A frozen expression classifier whose reading of G(x, c) G is also trained to make c
+    # (not in the paper). Its own augmentation layers run on the fakes (training=True),
+    # so G cannot win with a pattern that a shift or a flip destroys; its batch norms stay
+    # in inference mode because it is frozen. Judge such a G with another classifier.
+    if lambda_guide and guide is None:
+      raise ValueError("lambda_guide > 0 needs a guide classifier")
+    self.guide = guide
+    self.lambda_guide = lambda_guide if guide is not None else 0.0
+    if guide is not None:
+      guide.trainable = False
     self.trackers = {name: keras.metrics.Mean(name=name) for name in TRAIN_METRICS}
     self.trackers["G/fake_accuracy"] = keras.metrics.Mean(name="G/fake_accuracy")
 
@@ -156,6 +183,12 @@ class StarGAN(keras.Model):
       loss_cls = losses.classification_loss(fake_cls, label_trg)
       loss_rec = losses.reconstruction_loss(x_real, x_rec)
       loss = loss_fake + self.lambda_cls * loss_cls + self.lambda_rec * loss_rec
+      if self.lambda_guide:
+        loss_guide = losses.classification_loss(self.guide(x_fake, training=True),
+                                                label_trg)
+        loss += self.lambda_guide * loss_guide
+      else:
+        loss_guide = tf.constant(0.0)
       if self.lambda_id:
         # Not in the paper: CycleGAN's identity term, G(x, c_org) = x. Instance norm hides
         # a face's absolute brightness from G; this teaches it to keep it early on.
@@ -172,7 +205,7 @@ class StarGAN(keras.Model):
       for ema, var in zip(self.generator_ema.weights, self.generator.weights):
         ema.assign(decay * ema + (1.0 - decay) * var)
     return {"G/loss": loss, "G/loss_fake": loss_fake, "G/loss_rec": loss_rec,
-            "G/loss_cls": loss_cls, "G/loss_id": loss_id}, d_logs
+            "G/loss_cls": loss_cls, "G/loss_id": loss_id, "G/loss_guide": loss_guide}, d_logs
 
   def train_step(self, data):
     x_real, label_org, label_trg = data
@@ -193,7 +226,7 @@ class StarGAN(keras.Model):
       g_logs = tf.cond(
           do_g, lambda: self._g_step(x_real, label_trg, onehot_org, onehot_trg)[0],
           lambda: {"G/loss": 0.0, "G/loss_fake": 0.0, "G/loss_rec": 0.0, "G/loss_cls": 0.0,
-                   "G/loss_id": 0.0})
+                   "G/loss_id": 0.0, "G/loss_guide": 0.0})
       g_weight = tf.cast(do_g, tf.float32)
     for name, value in logs.items():
       self.trackers[name].update_state(value)

@@ -17,12 +17,14 @@ from absl import flags
 from absl import logging
 
 from faceexpr_tf import callbacks as callbacks_lib
+from faceexpr_tf import classifier as classifier_lib
 from faceexpr_tf import data
 from faceexpr_tf import devices
 from faceexpr_tf import emotions as emotions_lib
 from faceexpr_tf import errors
 from faceexpr_tf import models
 from faceexpr_tf import runs
+from faceexpr_tf import scoring
 from faceexpr_tf import stargan
 
 _D = {"allow_override": True}  # other modes define some of the same names
@@ -68,11 +70,28 @@ _G_EMA_DECAY = flags.DEFINE_float("g_ema_decay", 0.0, "Keep a moving average of 
                                    "weights with this decay (e.g. 0.999) and sample, "
                                    "evaluate and export it; 0 = off (the paper).", **_D)
 _N_CRITIC = flags.DEFINE_integer("n_critic", 1, "D updates per G update.", **_D)
+_GUIDE = flags.DEFINE_string("guide", None, "A frozen expression classifier (.keras, from "
+                             "train_classifier) that G is also trained to convince; judge "
+                             "such a run with another classifier.", **_D)
+_LAMBDA_GUIDE = flags.DEFINE_float("lambda_guide", 0.0, "Weight of the guide classifier's "
+                                   "cross-entropy on G(x, c) (0 = off; needs --guide).", **_D)
+# Scoring while training (an independent judge; see scoring.py).
+_JUDGE = flags.DEFINE_string("judge", "shipped", "Classifier that scores G while training "
+                             "(.keras; 'shipped' = the package's; 'none' = no scoring).",
+                             **_D)
+_EVAL_EVERY = flags.DEFINE_integer("eval_every", 0, "Steps between scorings of G on "
+                                   "--eval_faces validation faces, keeping "
+                                   "checkpoints/best.npz (0 = off).", **_D)
+_EVAL_FACES = flags.DEFINE_integer("eval_faces", 400, "Validation faces scored each time "
+                                   "(class-balanced, fixed for the run).", **_D)
 # Optimisation.
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 8, "Images per step (global).", **_D)
 _EPOCHS = flags.DEFINE_integer("epochs", 400, "Passes over the training set.", **_D)
 _MAX_STEPS = flags.DEFINE_integer("max_steps", 0, "Stop after this many steps in total "
                                   "(0: epochs x steps per epoch).", **_D)
+_LR_DECAY = flags.DEFINE_bool("lr_decay", False, "Official StarGAN's schedule: both "
+                              "learning rates fall linearly to 0 over the second half of "
+                              "the steps.", **_D)
 _G_LR = flags.DEFINE_float("g_lr", 1e-4, "G's Adam learning rate.", **_D)
 _D_LR = flags.DEFINE_float("d_lr", 1e-4, "D's Adam learning rate.", **_D)
 _BETA1 = flags.DEFINE_float("beta1", 0.5, "Adam beta1.", **_D)
@@ -126,6 +145,12 @@ class TrainConfig:
   lambda_id: float = 0.0
   g_ema_decay: float = 0.0
   n_critic: int = 1
+  guide: str | None = None
+  lambda_guide: float = 0.0
+  judge: str = "shipped"
+  eval_every: int = 0
+  eval_faces: int = 400
+  lr_decay: bool = False
   batch_size: int = 8
   epochs: int = 400
   max_steps: int = 0
@@ -189,8 +214,14 @@ def _sample_images(faces: data.FaceSet, per_class: int = 2) -> np.ndarray:
   return faces.images[np.sort(np.asarray(picks, dtype=np.int64))]
 
 
-def build_stargan(cfg: TrainConfig, plan: devices.DevicePlan) -> stargan.StarGAN:
+def build_stargan(cfg: TrainConfig, plan: devices.DevicePlan, total_steps: int = 0
+                  ) -> stargan.StarGAN:
   """G, D, StarGAN and optimizers, created inside the strategy's scope."""
+  guide = None
+  if cfg.lambda_guide:
+    if not cfg.guide:
+      raise errors.UserError("--lambda_guide needs --guide=<classifier.keras>")
+    guide = classifier_lib.load_classifier(cfg.guide)[0]
   with plan.strategy.scope():
     keras.utils.set_random_seed(cfg.seed)
     generator, discriminator = models.build_models(cfg.model)
@@ -198,12 +229,37 @@ def build_stargan(cfg: TrainConfig, plan: devices.DevicePlan) -> stargan.StarGAN
         generator, discriminator, gan_loss=cfg.gan_loss, lambda_cls=cfg.lambda_cls,
         lambda_rec=cfg.lambda_rec, lambda_gp=cfg.lambda_gp, n_critic=cfg.n_critic,
         saturating_g=cfg.saturating_g, lambda_id=cfg.lambda_id,
-        g_ema_decay=cfg.g_ema_decay)
+        g_ema_decay=cfg.g_ema_decay, guide=guide, lambda_guide=cfg.lambda_guide)
+    g_lr, d_lr = cfg.g_lr, cfg.d_lr
+    if cfg.lr_decay and total_steps:
+      # G's optimizer counts G updates: n_critic times fewer than steps.
+      g_lr = stargan.LinearDecay(cfg.g_lr, total_steps // cfg.n_critic)
+      d_lr = stargan.LinearDecay(cfg.d_lr, total_steps)
     model.compile(
-        g_optimizer=keras.optimizers.Adam(cfg.g_lr, beta_1=cfg.beta1, beta_2=cfg.beta2),
-        d_optimizer=keras.optimizers.Adam(cfg.d_lr, beta_1=cfg.beta1, beta_2=cfg.beta2),
+        g_optimizer=keras.optimizers.Adam(g_lr, beta_1=cfg.beta1, beta_2=cfg.beta2),
+        d_optimizer=keras.optimizers.Adam(d_lr, beta_1=cfg.beta1, beta_2=cfg.beta2),
         jit_compile=plan.jit_compile, steps_per_execution=cfg.steps_per_execution)
   return model
+
+
+def _scorer(cfg: TrainConfig, faces: data.FaceSet | None, writer):
+  """The ScoreKeeper callback, or None when scoring is off."""
+  if not cfg.eval_every or cfg.judge == "none":
+    return None
+  if faces is None:
+    raise errors.UserError("--eval_every needs validation faces (--val_usage, or a "
+                           "validation folder); or pass --eval_every=0")
+  judge = scoring.load_judge(None if cfg.judge == "shipped" else cfg.judge)
+  if judge.model.outputs[0].shape[-1] != len(cfg.emotions):
+    raise errors.UserError(f"--judge={cfg.judge}: classifies "
+                           f"{judge.model.outputs[0].shape[-1]} emotions, the run has "
+                           f"{len(cfg.emotions)}")
+  picks = scoring.balanced_pick(faces.labels, cfg.eval_faces, cfg.seed)
+  logging.info("Scoring G every %d steps on %d validation faces with %s", cfg.eval_every,
+               len(picks), judge.path)
+  return callbacks_lib.ScoreKeeper(cfg.run_dir, judge, faces.images[picks],
+                                   faces.labels[picks], cfg.emotions, cfg.eval_every,
+                                   writer=writer)
 
 
 class _Stop(KeyboardInterrupt):
@@ -222,7 +278,7 @@ def train(cfg: TrainConfig) -> dict:
   train_faces, val_faces = _load_data(cfg)
   spe = data.steps_per_epoch(train_faces, cfg.batch_size)
   total = cfg.max_steps or cfg.epochs * spe
-  model = build_stargan(cfg, plan)
+  model = build_stargan(cfg, plan, total)
   start = 0
   if resuming:
     meta = runs.restore_latest(cfg.run_dir, model.checkpoint_groups(),
@@ -244,7 +300,10 @@ def train(cfg: TrainConfig) -> dict:
                                        cfg.emotions, cfg.sample_every, cfg.log_every)
   progress = callbacks_lib.Progress(start, total, cfg.batch_size, cfg.log_every,
                                     cfg.max_minutes * 60)
+  scorer = _scorer(cfg, val_faces, sampler.writer)
   callbacks = [callbacks_lib.NanGuard(), checkpointer, sampler, progress]
+  if scorer is not None:
+    callbacks.insert(2, scorer)  # after the checkpoint of the same step
   for cb in callbacks:
     cb.set_model(model)
   val_ds = (data.make_eval_dataset(val_faces, cfg.batch_size, seed=cfg.seed)

@@ -37,7 +37,8 @@ from faceexpr_tf.visualize import draw_boxes, enlarge, write_png
 _DEFINE = {"allow_override": True}
 _MODEL = flags.DEFINE_string(
     "model", None, "Generator to use: a run dir, a SavedModel dir (or TF Serving base "
-    "dir: the highest version is used) or a .tflite file.", **_DEFINE)
+    "dir: the highest version is used), a .tflite or .keras file; default: the generator "
+    "shipped with the package (FER2013, docs/MODEL_CARD.md).", **_DEFINE)
 _CHECKPOINT = flags.DEFINE_string(
     "checkpoint", None, "Run dirs only: checkpoint step number or .npz path (default: "
     "the newest).", **_DEFINE)
@@ -255,9 +256,6 @@ def translate_inputs(paths, translator, opts: Options) -> tuple[int, list[str]]:
 
 
 def run() -> int | None:
-  if not _MODEL.value:
-    raise errors.UserError("--model is required: a run dir, a SavedModel dir or a .tflite "
-                           "file")
   paths = expand_inputs(split_inputs(_INPUT.value))
   if not paths:
     raise errors.UserError("--input is required: image files, folders or fer2013 csv "
@@ -267,7 +265,8 @@ def run() -> int | None:
   if os.path.exists(_OUT.value) and not os.path.isdir(_OUT.value):
     raise errors.UserError(f"--out={_OUT.value} exists and is not a folder")
 
-  translator = inference.load_translator(_MODEL.value, _CHECKPOINT.value,
+  # No --model: the generator shipped in the package (faceexpr_tf/assets).
+  translator = inference.load_translator(_MODEL.value or "pretrained", _CHECKPOINT.value,
                                          _CLASS_NAMES.value)
   logging.info("Loaded %r", translator)
   class_ids = (translator.class_ids(_EMOTIONS.value) if _EMOTIONS.value

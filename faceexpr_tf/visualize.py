@@ -85,3 +85,32 @@ def write_png(path: str, rgb: np.ndarray):
   image = rgb if rgb.ndim == 2 else cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
   if not cv2.imwrite(path, image):
     raise errors.UserError(f"{path}: cannot write (is the --out folder writable?)")
+
+
+def confusion_image(matrix: np.ndarray, names, title: str = "", cell: int = 72
+                    ) -> np.ndarray:
+  """A confusion matrix (counts [true, predicted]) as an RGB picture: each cell shaded by
+  its row share and labelled with the share and count; rows are true classes."""
+  matrix = np.asarray(matrix)
+  k = len(names)
+  shares = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
+  left, top = 96, 56
+  canvas = np.full((top + k * cell + 8, left + k * cell + 8, 3), 255, np.uint8)
+  cv2.putText(canvas, title or "rows: true, columns: predicted", (4, 18), _HEADER_FONT,
+              0.45, (0, 0, 0), 1, cv2.LINE_AA)
+  for j, name in enumerate(names):
+    _put_centered(canvas[24:top], name, left + j * cell + cell / 2, top - 24, cell - 4)
+  for i, name in enumerate(names):
+    y = top + i * cell
+    cv2.putText(canvas, name[:10], (4, y + cell // 2 + 5), _HEADER_FONT, 0.45, (0, 0, 0), 1,
+                cv2.LINE_AA)
+    for j in range(k):
+      x = left + j * cell
+      shade = int(255 - 200 * shares[i, j])
+      canvas[y + 1:y + cell - 1, x + 1:x + cell - 1] = (shade, shade, 255)
+      ink = (255, 255, 255) if shares[i, j] > 0.55 else (0, 0, 0)
+      for line, text in enumerate((f"{100 * shares[i, j]:.0f}%", str(int(matrix[i, j])))):
+        (tw, _), _ = cv2.getTextSize(text, _HEADER_FONT, 0.45, 1)
+        cv2.putText(canvas, text, (int(x + cell / 2 - tw / 2), y + cell // 2 - 4 + 18 * line),
+                    _HEADER_FONT, 0.45, ink, 1, cv2.LINE_AA)
+  return canvas

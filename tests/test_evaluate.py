@@ -1,5 +1,7 @@
 import json
 import os
+import subprocess
+import sys
 
 import keras
 import numpy as np
@@ -7,8 +9,10 @@ import pytest
 
 from faceexpr_tf import emotions as emotions_lib
 from faceexpr_tf import evaluate
+from faceexpr_tf import inference
 from faceexpr_tf import models
 from faceexpr_tf import runs
+from faceexpr_tf import scoring
 from faceexpr_tf import synthetic
 
 TINY = models.ModelConfig(g_conv_dim=8, g_repeat_num=1, d_conv_dim=8, g_output="residual")
@@ -59,3 +63,67 @@ def test_judged_report_on_a_few_csv_rows(run_dir, tmp_path):
   # Identity G: the cycle gives the input back, up to the clip at +-0.999.
   assert metrics["cycle_l1"] < 1e-3
   assert os.path.exists(os.path.join(run_dir, "report", "samples.png"))
+
+
+def _synthetic_csv(path, identities=6, seed=3):
+  """A FER2013-layout csv of synthetic faces (PublicTest), plus a Neutral row."""
+  faces = synthetic.synthetic_faceset(identities, seed, EMOTIONS)
+  fer_ids = [emotions_lib.fer_id(e) for e in EMOTIONS]
+  rows = ["emotion,pixels,Usage"]
+  for image, label in zip(faces.images, faces.labels):
+    rows.append(f"{fer_ids[label]},{' '.join(map(str, image.reshape(-1)))},PublicTest")
+  rows.append(f"6,{' '.join(['128'] * 48 * 48)},PublicTest")
+  path.write_text("\n".join(rows) + "\n")
+  return str(path)
+
+
+@pytest.fixture(scope="module")
+def tiny_judge(tmp_path_factory):
+  from faceexpr_tf import classifier as classifier_lib  # pylint: disable=g-import-not-at-top
+  path = str(tmp_path_factory.mktemp("judge") / "judge.keras")
+  keras.utils.set_random_seed(1)
+  classifier_lib.build_classifier(classifier_lib.ClassifierConfig(width=8)).save(path)
+  return path
+
+
+def test_evaluate_on_real_faces_writes_every_metric(run_dir, tiny_judge, tmp_path):
+  csv = _synthetic_csv(tmp_path / "fer.csv")
+  out = str(tmp_path / "report")
+  translator = inference.load_translator(run_dir)
+  scores = evaluate.real_report(translator, csv, out, judge=scoring.load_judge(tiny_judge),
+                                show_progress=False)
+  assert scores["faces"] == 24 and scores["translations"] == 72
+  for key in ("target_accuracy", "do_nothing_target_accuracy", "judge_real_accuracy",
+              "ssim", "pixel_correlation", "l1", "psnr", "cycle_l1", "fd", "fd_floor",
+              "kid", "kid_floor", "target_accuracy_vs_real"):
+    assert np.isfinite(scores[key]), key
+  assert len(scores["target_accuracy_by_pair"]) == 12
+  assert set(scores["judge_real_accuracy_by_class"]) == set(EMOTIONS)
+  # The untrained residual G is (nearly) the identity: same face, same judge reading.
+  assert scores["ssim"] > 0.99 and scores["pixel_correlation"] > 0.99
+  assert scores["target_accuracy"] == pytest.approx(scores["do_nothing_target_accuracy"],
+                                                    abs=0.03)
+  saved = json.load(open(os.path.join(out, "metrics.json")))
+  assert saved["target_accuracy"] == scores["target_accuracy"]
+  report = open(os.path.join(out, "report.md")).read()
+  assert "target accuracy" in report and "real vs real" in report
+  for name in ("samples.png", "worst.png", "pairs.csv"):
+    assert os.path.getsize(os.path.join(out, name)) > 100, name
+
+
+def test_evaluate_cli_on_csv_with_a_named_classifier(run_dir, tiny_judge, tmp_path):
+  csv = _synthetic_csv(tmp_path / "fer.csv", identities=4)
+  out = tmp_path / "cli"
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  result = subprocess.run(
+      [sys.executable, os.path.join(root, "main.py"), "evaluate", f"--run_dir={run_dir}",
+       f"--data={csv}", f"--classifier={tiny_judge}", f"--out={out}", "--eval_faces=8"],
+      capture_output=True, text=True, timeout=300)
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert json.load(open(out / "metrics.json"))["faces"] == 8
+  bad = subprocess.run(
+      [sys.executable, os.path.join(root, "main.py"), "evaluate", f"--run_dir={run_dir}",
+       f"--data={csv}", f"--classifier={tmp_path / 'missing.keras'}"],
+      capture_output=True, text=True, timeout=300)
+  assert bad.returncode == 2 and "Traceback" not in bad.stderr
+  assert "no such classifier file" in bad.stderr

@@ -1,0 +1,99 @@
+import json
+import os
+
+import keras
+import numpy as np
+import pytest
+
+from faceexpr_tf import classifier as classifier_lib
+from faceexpr_tf import emotions as emotions_lib
+from faceexpr_tf import inference
+from faceexpr_tf import scoring
+from faceexpr_tf import synthetic
+
+EMOTIONS = emotions_lib.DEFAULT_EMOTIONS
+
+
+def scores(target, ssim=0.85, corr=0.9, fd=1.0, floor=1.0, do_nothing=0.07):
+  return {"target_accuracy": target, "ssim": ssim, "pixel_correlation": corr, "fd": fd,
+          "fd_floor": floor, "do_nothing_target_accuracy": do_nothing}
+
+
+def test_best_rule_never_picks_a_do_nothing_or_inverting_generator():
+  history = [
+      scores(0.07, ssim=1.0, corr=1.0),                  # do nothing: no gain
+      scores(0.55, ssim=-0.2, corr=-0.66),               # inverts faces (issue 8)
+      scores(0.60, ssim=0.75, corr=0.3),                 # scrambled
+      scores(0.70, ssim=0.80, corr=0.9, fd=5.0),         # artefacts: FD 5x the floor
+      scores(0.12, ssim=0.97, corr=0.99),                # invisible edits: tiny gain
+  ]
+  assert scoring.choose_best(history) is None
+  for s in history:
+    assert not scoring.BestRule().eligible(s)
+    assert scoring.BestRule().why_not(s) != "eligible"
+
+
+def test_best_rule_picks_the_highest_eligible_target_accuracy_first_on_ties():
+  history = [scores(0.30), scores(0.9, ssim=0.5), scores(0.45), scores(0.45), scores(0.40)]
+  assert scoring.choose_best(history) == 2
+  rule = scoring.BestRule()
+  assert rule.better(history[2], None)
+  assert not rule.better(history[3], history[2])
+  assert not rule.better(history[1], history[2])
+
+
+class _Fixed(inference.Translator):
+  """Returns a fixed function of the input: identity or inversion."""
+
+  def __init__(self, fn):
+    super().__init__(EMOTIONS, 48, 1, "test")
+    self.fn = fn
+
+  def _forward(self, images, target_ids):
+    return self.fn(images)
+
+
+@pytest.fixture(scope="module")
+def judge():
+  keras.utils.set_random_seed(0)
+  model = classifier_lib.build_classifier(classifier_lib.ClassifierConfig(width=8))
+  return scoring.Judge(model, {}, "untrained")
+
+
+@pytest.fixture(scope="module")
+def faces():
+  return synthetic.synthetic_faceset(12, 0, EMOTIONS)
+
+
+def test_score_of_an_identity_generator(judge, faces):
+  out, arrays = scoring.score(_Fixed(lambda x: x), judge, faces.images, faces.labels)
+  assert out["translations"] == len(faces) * 3
+  assert out["ssim"] == pytest.approx(1.0)
+  assert out["pixel_correlation"] == pytest.approx(1.0)
+  assert out["l1"] == pytest.approx(0.0, abs=1e-6)
+  assert out["cycle_l1"] == pytest.approx(0.0, abs=1e-6)
+  # Doing nothing: the judge reads the target exactly as often as in the input.
+  assert out["target_accuracy"] == pytest.approx(out["do_nothing_target_accuracy"])
+  assert not scoring.BestRule().eligible(out)
+  for key in ("fd", "fd_floor", "kid", "kid_floor", "judge_real_accuracy"):
+    assert np.isfinite(out[key])
+  tr = arrays["translations"]
+  assert np.all(tr.target != tr.source_label)
+  assert set(np.bincount(tr.source)) == {3}
+
+
+def test_score_flags_an_inverting_generator(judge, faces):
+  out, _ = scoring.score(_Fixed(lambda x: -x), judge, faces.images, faces.labels,
+                         cycle=False)
+  assert out["pixel_correlation"] < -0.99
+  assert out["inverted_share"] == 1.0
+  assert "cycle_l1" not in out
+  assert not scoring.BestRule().eligible(out)
+
+
+def test_balanced_pick():
+  labels = np.array([0] * 10 + [1] * 3 + [2] * 10)
+  pick = scoring.balanced_pick(labels, 9, seed=1)
+  assert len(pick) == 9 and len(set(pick)) == 9
+  assert sorted(np.bincount(labels[pick]).tolist()) == [3, 3, 3]
+  assert len(scoring.balanced_pick(labels, 100)) == 23
