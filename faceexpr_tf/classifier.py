@@ -15,7 +15,6 @@ The default judge ships inside the package (faceexpr_tf/assets/classifier.keras)
 
 import dataclasses
 import hashlib
-import json
 import os
 
 import keras
@@ -23,8 +22,9 @@ import numpy as np
 from keras import layers
 
 from faceexpr_tf import errors
+from faceexpr_tf import keras_files
 
-ASSETS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "assets")
+ASSETS = keras_files.ASSETS
 SHIPPED_CLASSIFIER = os.path.join(ASSETS, "classifier.keras")
 FEATURES_LAYER = "features"
 ARCHS = ("vgg", "xception")
@@ -109,32 +109,14 @@ def load_classifier(path: str | None = None) -> tuple[keras.Model, dict]:
   None loads the shipped judge. Errors are one line naming the file.
   """
   path = path or SHIPPED_CLASSIFIER
-  if not os.path.isfile(path):
-    hint = (" (the shipped classifier is missing from the package: reinstall faceexpr-tf)"
-            if path == SHIPPED_CLASSIFIER else "")
-    raise ClassifierError(f"{path}: no such classifier file{hint}")
-  try:
-    model = keras.models.load_model(path, compile=False)
-  except Exception as e:  # pylint: disable=broad-except
-    first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-    raise ClassifierError(f"{path}: not a readable Keras classifier ({first[:200]})"
-                          ) from None
+  model = keras_files.load(
+      path, "classifier", ClassifierError,
+      " (the shipped classifier is missing from the package: reinstall faceexpr-tf)"
+      if path == SHIPPED_CLASSIFIER else "")
   if FEATURES_LAYER not in [layer.name for layer in model.layers]:
     raise ClassifierError(f"{path}: has no '{FEATURES_LAYER}' layer; not a faceexpr-tf "
                           "classifier")
-  return model, read_record(path)
-
-
-def record_path(model_path: str) -> str:
-  return os.path.splitext(model_path)[0] + ".json"
-
-
-def read_record(model_path: str) -> dict:
-  try:
-    with open(record_path(model_path)) as f:
-      return json.load(f)
-  except (OSError, ValueError):
-    return {}
+  return model, keras_files.read_record(path)
 
 
 def predict_logits(model: keras.Model, images_f32: np.ndarray, batch: int = 256

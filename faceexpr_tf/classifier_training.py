@@ -28,6 +28,7 @@ from faceexpr_tf import data
 from faceexpr_tf import emotions as emotions_lib
 from faceexpr_tf import errors
 from faceexpr_tf import inference
+from faceexpr_tf import keras_files
 from faceexpr_tf import visualize
 
 _D = {"allow_override": True}
@@ -223,7 +224,7 @@ def train_classifier(data_source: str, run_dir: str, *, emotions, train_usage="T
       "stopped_by": "time_limit" if limit.hit else "early_stopping_or_epochs",
       "seconds": round(time.time() - t0, 1), "params": int(model.count_params()),
       "validation": scores, "command": command}
-  with open(classifier_lib.record_path(final_path), "w") as f:
+  with open(keras_files.record_path(final_path), "w") as f:
     json.dump(record, f, indent=2)
   write_report(run_dir, record)
   logging.info("Classifier: %.1f%% on %s (%s); per class %s -> %s",

@@ -84,6 +84,9 @@ _EVAL_EVERY = flags.DEFINE_integer("eval_every", 0, "Steps between scorings of G
                                    "checkpoints/best.npz (0 = off).", **_D)
 _EVAL_FACES = flags.DEFINE_integer("eval_faces", 400, "Validation faces scored each time "
                                    "(class-balanced, fixed for the run).", **_D)
+_BEST_FD_RATIO = flags.DEFINE_float("best_fd_ratio", scoring.BestRule.max_fd_ratio,
+                                    "The best checkpoint's realism limit: FD at most this "
+                                    "many times the real-vs-real floor.", **_D)
 # Optimisation.
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 8, "Images per step (global).", **_D)
 _EPOCHS = flags.DEFINE_integer("epochs", 400, "Passes over the training set.", **_D)
@@ -150,6 +153,7 @@ class TrainConfig:
   judge: str = "shipped"
   eval_every: int = 0
   eval_faces: int = 400
+  best_fd_ratio: float = scoring.BestRule.max_fd_ratio
   lr_decay: bool = False
   batch_size: int = 8
   epochs: int = 400
@@ -194,7 +198,8 @@ def _load_data(cfg: TrainConfig):
   logging.info("Training data: %s, %d images: %s", train.source, len(train),
                train.class_counts())
   val = None
-  if cfg.validate and (cfg.data == "synthetic" or cfg.val_usage):
+  # Validation faces serve the per-epoch validation pass and the scoring (--eval_every).
+  if (cfg.validate or cfg.eval_every) and (cfg.data == "synthetic" or cfg.val_usage):
     try:
       val = data.load_faces(cfg.data, split="validation",
                             usage=cfg.val_usage.split(",") if cfg.val_usage else None,
@@ -259,6 +264,7 @@ def _scorer(cfg: TrainConfig, faces: data.FaceSet | None, writer):
                len(picks), judge.path)
   return callbacks_lib.ScoreKeeper(cfg.run_dir, judge, faces.images[picks],
                                    faces.labels[picks], cfg.emotions, cfg.eval_every,
+                                   rule=scoring.BestRule(max_fd_ratio=cfg.best_fd_ratio),
                                    writer=writer)
 
 
@@ -307,7 +313,7 @@ def train(cfg: TrainConfig) -> dict:
   for cb in callbacks:
     cb.set_model(model)
   val_ds = (data.make_eval_dataset(val_faces, cfg.batch_size, seed=cfg.seed)
-            if val_faces is not None else None)
+            if val_faces is not None and cfg.validate else None)
   verbose = _verbosity(cfg.verbose)
 
   previous_handler = signal.signal(signal.SIGTERM, _raise_stop)
@@ -378,7 +384,11 @@ def check_flags():
        "must be at least 1 (or set --max_steps)"),
       *((n, v[n] >= 0, "must be 0 or more") for n in (
           "max_steps", "checkpoint_every", "sample_every", "log_every", "max_minutes",
-          "lambda_cls", "lambda_rec", "lambda_gp", "lambda_id")),
+          "lambda_cls", "lambda_rec", "lambda_gp", "lambda_id", "lambda_guide",
+          "eval_every")),
+      ("eval_faces", v["eval_faces"] >= 4, "must be at least 4 (two halves, two faces "
+       "each, for the real-vs-real floor)"),
+      ("best_fd_ratio", v["best_fd_ratio"] > 0, "must be above 0"),
       *((n, v[n] > 0, "must be above 0") for n in ("g_lr", "d_lr")),
       *((n, 0 <= v[n] < 1, "must be in [0, 1)") for n in ("beta1", "beta2",
                                                            "g_ema_decay")),

@@ -41,7 +41,7 @@ def test_saved_classifier_reloads_with_features_and_same_predictions(trained):
   assert saved_record["validation"]["accuracy"] == record["validation"]["accuracy"]
   faces = synthetic.synthetic_faceset(8, 5, EMOTIONS)
   x = faces.images.astype(np.float32) / 127.5 - 1
-  feats, logits = classifier_lib.feature_model(model)(x)
+  feats, logits = classifier_lib.feature_model(model)(x, training=False)
   assert feats.shape == (len(x), 64)  # 8 x width
   np.testing.assert_allclose(logits, classifier_lib.predict_logits(model, x), atol=1e-5)
 
@@ -73,7 +73,7 @@ def test_missing_or_corrupt_classifier_is_one_line(tmp_path):
     classifier_lib.load_classifier(str(tmp_path / "nope.keras"))
   bad = tmp_path / "bad.keras"
   bad.write_bytes(b"not a zip")
-  with pytest.raises(errors.UserError, match="not a readable Keras classifier") as e:
+  with pytest.raises(errors.UserError, match="corrupt or unreadable classifier") as e:
     classifier_lib.load_classifier(str(bad))
   assert "\n" not in str(e.value)
 

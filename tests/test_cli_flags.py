@@ -133,7 +133,10 @@ def test_require_imports_or_names_the_extra(monkeypatch):
   assert str(e.value) == ("ai-edge-litert is not installed: it is needed to run a .tflite "
                           f"file; run: {MOBILE_FIX}")
   assert isinstance(e.value, errors.UserError)
-  monkeypatch.setitem(sys.modules, "tensorflow_serving", None)
+  # Earlier tests may have imported the submodule: block it too, not just the package.
+  for name in ("tensorflow_serving", "tensorflow_serving.apis",
+               "tensorflow_serving.apis.predict_pb2"):
+    monkeypatch.setitem(sys.modules, name, None)
   with pytest.raises(optional.MissingPackageError, match=r'pip install -e "\.\[serving\]"'):
     optional.require("tensorflow_serving.apis.predict_pb2", "for --grpc")
 

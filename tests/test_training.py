@@ -169,3 +169,47 @@ def test_moving_average_generator_is_what_inference_loads(tmp_path):
   training.train(_config(tmp_path / "b", max_steps=2))
   summary = training.train(_config(tmp_path / "b", max_steps=3, g_ema_decay=0.9))
   assert summary["step"] == 3
+
+
+def _tiny_judge(path):
+  import keras  # pylint: disable=g-import-not-at-top
+  from faceexpr_tf import classifier as classifier_lib  # pylint: disable=g-import-not-at-top
+  keras.utils.set_random_seed(2)
+  classifier_lib.build_classifier(classifier_lib.ClassifierConfig(width=4)).save(path)
+  return path
+
+
+def test_scoring_while_training_logs_scores_and_keeps_the_best(tmp_path, monkeypatch):
+  import json  # pylint: disable=g-import-not-at-top
+  from faceexpr_tf import scoring  # pylint: disable=g-import-not-at-top
+  judge = _tiny_judge(str(tmp_path / "judge.keras"))
+  # A rule every checkpoint passes, so the test sees a best being kept and replaced;
+  # the real rule is tested on scripted scores in test_scoring.py.
+  monkeypatch.setattr(scoring.BestRule, "eligible", lambda self, s: True)
+  cfg = _config(tmp_path / "run", judge=judge, eval_every=4, eval_faces=16,
+                guide=judge, lambda_guide=1.0, lr_decay=True, g_ema_decay=0.9,
+                validate=False)  # scoring still loads the validation faces
+  training.train(cfg)
+  lines = (tmp_path / "run" / "scores.jsonl").read_text().splitlines()
+  history = [json.loads(line) for line in lines]
+  assert [h["step"] for h in history] == [4, 8]
+  assert all(h["faces"] == 16 and 0 <= h["target_accuracy"] <= 1 for h in history)
+  best = runs.best_checkpoint(str(tmp_path / "run"))
+  meta, arrays = runs.read_checkpoint(best, ["generator", "generator_ema", "discriminator"])
+  chosen = max(history, key=lambda h: h["target_accuracy"])
+  assert meta["scores"]["target_accuracy"] == chosen["target_accuracy"]
+  # Inference loaders use the best unless told otherwise.
+  assert runs.load_generator(str(tmp_path / "run"))[2] == meta["step"]
+  assert runs.load_generator(str(tmp_path / "run"), "latest")[2] == 10
+  assert runs.resolve_checkpoint(str(tmp_path / "run"), "best") == best
+  # A resumed run reads its history back and keeps the same best.
+  keeper = callbacks.ScoreKeeper(str(tmp_path / "run"), scoring.load_judge(judge),
+                                 np.zeros((4, 48, 48, 1), np.uint8), np.arange(4),
+                                 cfg.emotions, 4)
+  assert keeper.best["step"] == chosen["step"]
+
+
+def test_best_checkpoint_without_scoring_is_a_clear_error(tmp_path):
+  training.train(_config(tmp_path, max_steps=4))
+  with pytest.raises(runs.RunDirError, match="no best checkpoint"):
+    runs.resolve_checkpoint(str(tmp_path), "best")

@@ -97,7 +97,6 @@ def parsed_flags():
 
 
 @pytest.mark.parametrize("values,words", [
-    ({"input": ["a.png"], "out": "o"}, "--model is required"),
     ({"model": "m", "out": "o"}, "--input is required"),
     ({"model": "m", "input": ["a.png"]}, "--out is required"),
 ])
