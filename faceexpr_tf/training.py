@@ -348,6 +348,9 @@ def train(cfg: TrainConfig) -> dict:
   step = int(model.step.numpy())
   if stopped_by == "done" or step % max(cfg.sample_every, 1):
     sampler.write_sample(step)
+  if (scorer is not None and stopped_by in ("done", "time_limit")
+      and step % cfg.eval_every):
+    scorer.score_now(step)  # the final G is always scored (and may become the best)
   summary = {"step": step, "total_steps": total, "stopped_by": stopped_by,
              "seconds": round(time.time() - t0, 1),
              "images_per_second": round((step - start) * cfg.batch_size /
