@@ -13,7 +13,6 @@ faces as the largest (the augmentation-utility experiment).
 import dataclasses
 import json
 import os
-import shutil
 import sys
 import time
 
@@ -209,7 +208,7 @@ def train_classifier(data_source: str, run_dir: str, *, emotions, train_usage="T
   best = classifier_lib.load_classifier(best_path)[0]
   scores = score(best, val)
   final_path = os.path.join(run_dir, "classifier.keras")
-  shutil.copyfile(best_path, final_path)
+  best.save(final_path)  # loaded without its optimizer: the shipped file stays small
   val_acc = history.history.get("val_accuracy", [])
   record = {
       "config": dataclasses.asdict(config),

@@ -48,7 +48,7 @@ def test_translator_from_a_keras_file(saved):
 
 
 def test_corrupt_or_missing_generator_is_one_line(tmp_path, saved):
-  with pytest.raises(errors.UserError, match="no such generator file"):
+  with pytest.raises(errors.UserError, match="no such .keras generator file"):
     pretrained.load_generator(str(tmp_path / "none.keras"))
   bad = tmp_path / "bad.keras"
   bad.write_bytes(b"\x00" * 100)
