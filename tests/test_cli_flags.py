@@ -47,14 +47,6 @@ def _error_lines(result):
   return [l for l in result.stderr.splitlines() if l.startswith("error:")]
 
 
-@pytest.fixture
-def parsed_flags():
-  if not flags.FLAGS.is_parsed():
-    flags.FLAGS.mark_as_parsed()
-  with flagsaver.flagsaver():
-    yield
-
-
 # ---------------------------------------------------------------------------------------
 # Training flags.
 

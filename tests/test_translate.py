@@ -8,7 +8,6 @@ import cv2
 import numpy as np
 import pytest
 from absl import flags
-from absl.testing import flagsaver
 from skimage import data as skdata
 
 from faceexpr_tf import emotions
@@ -86,14 +85,6 @@ def test_no_detect_and_csv_with_chosen_emotions(inputs, tmp_path):
   # Three columns (input, Happy, Sad) of 4x-enlarged 48 px faces.
   grid = cv2.imread(str(out / "coffee_face0_grid.png"))
   assert 3 * 192 <= grid.shape[1] < 3 * 192 + 40
-
-
-@pytest.fixture
-def parsed_flags():
-  if not flags.FLAGS.is_parsed():
-    flags.FLAGS.mark_as_parsed()
-  with flagsaver.flagsaver():
-    yield
 
 
 @pytest.mark.parametrize("values,words", [
