@@ -83,7 +83,7 @@ _EVAL_EVERY = flags.DEFINE_integer("eval_every", 0, "Steps between scorings of G
                                    "--eval_faces validation faces, keeping "
                                    "checkpoints/best.npz (0 = off).", **_D)
 _EVAL_FACES = flags.DEFINE_integer("eval_faces", 400, "Validation faces scored each time "
-                                   "(class-balanced, fixed for the run).", **_D)
+                                   "(class-balanced, fixed for the run; 0 = all).", **_D)
 _BEST_FD_RATIO = flags.DEFINE_float("best_fd_ratio", scoring.BestRule.max_fd_ratio,
                                     "The best checkpoint's realism limit: FD at most this "
                                     "many times the real-vs-real floor.", **_D)
@@ -259,7 +259,7 @@ def _scorer(cfg: TrainConfig, faces: data.FaceSet | None, writer):
     raise errors.UserError(f"--judge={cfg.judge}: classifies "
                            f"{judge.model.outputs[0].shape[-1]} emotions, the run has "
                            f"{len(cfg.emotions)}")
-  picks = scoring.balanced_pick(faces.labels, cfg.eval_faces, cfg.seed)
+  picks = scoring.balanced_pick(faces.labels, cfg.eval_faces or len(faces), cfg.seed)
   logging.info("Scoring G every %d steps on %d validation faces with %s", cfg.eval_every,
                len(picks), judge.path)
   return callbacks_lib.ScoreKeeper(cfg.run_dir, judge, faces.images[picks],
@@ -389,8 +389,8 @@ def check_flags():
           "max_steps", "checkpoint_every", "sample_every", "log_every", "max_minutes",
           "lambda_cls", "lambda_rec", "lambda_gp", "lambda_id", "lambda_guide",
           "eval_every")),
-      ("eval_faces", v["eval_faces"] >= 4, "must be at least 4 (two halves, two faces "
-       "each, for the real-vs-real floor)"),
+      ("eval_faces", v["eval_faces"] == 0 or v["eval_faces"] >= 4, "must be 0 (all) or "
+       "at least 4 (two halves, two faces each, for the real-vs-real floor)"),
       ("best_fd_ratio", v["best_fd_ratio"] > 0, "must be above 0"),
       *((n, v[n] > 0, "must be above 0") for n in ("g_lr", "d_lr")),
       *((n, 0 <= v[n] < 1, "must be in [0, 1)") for n in ("beta1", "beta2",
