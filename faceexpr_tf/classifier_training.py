@@ -50,6 +50,10 @@ _AUGMENT = flags.DEFINE_bool("augment", True, "Random flip/shift/rotation/zoom/c
                              **_D)
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 64, "Images per step.", **_D)
 _EPOCHS = flags.DEFINE_integer("epochs", 60, "Most epochs.", **_D)
+_STEPS_PER_EPOCH = flags.DEFINE_integer("steps_per_epoch", 0, "Steps between validations "
+                                        "(0 = one pass over the training faces). Fixes the "
+                                        "compute of a run whatever its data size, e.g. to "
+                                        "compare with and without --augment_with.", **_D)
 _LR = flags.DEFINE_float("lr", 2e-3, "AdamW learning rate (halved on plateaus).", **_D)
 _WEIGHT_DECAY = flags.DEFINE_float("weight_decay", 1e-4, "AdamW weight decay.", **_D)
 _LABEL_SMOOTHING = flags.DEFINE_float("label_smoothing", 0.1, "Label smoothing.", **_D)
@@ -72,6 +76,8 @@ def _check_flags():
                       ("width", _WIDTH.value), ("patience", _PATIENCE.value)):
     if value < 1:
       raise errors.UserError(f"--{name}={value}: must be at least 1")
+  if _STEPS_PER_EPOCH.value < 0:
+    raise errors.UserError(f"--steps_per_epoch={_STEPS_PER_EPOCH.value}: must be >= 0")
   if _LR.value <= 0:
     raise errors.UserError(f"--lr={_LR.value}: must be positive")
   if _MAX_MINUTES.value < 0:
@@ -118,10 +124,12 @@ def balance_with_generator(faces: data.FaceSet, translator, seed: int = 0
                       faces.emotions, faces.source + " + translated")
 
 
-def make_dataset(faces: data.FaceSet, batch_size: int, shuffle_seed=None):
+def make_dataset(faces: data.FaceSet, batch_size: int, shuffle_seed=None, repeat=False):
   ds = tf.data.Dataset.from_tensor_slices((faces.images, faces.labels.astype(np.int32)))
   if shuffle_seed is not None:
     ds = ds.shuffle(len(faces), seed=shuffle_seed, reshuffle_each_iteration=True)
+  if repeat:
+    ds = ds.repeat()
   ds = ds.batch(batch_size).map(lambda x, y: (tf.cast(x, tf.float32) / 127.5 - 1.0, y),
                                 num_parallel_calls=tf.data.AUTOTUNE)
   return ds.prefetch(tf.data.AUTOTUNE)
@@ -141,7 +149,8 @@ def score(model, faces: data.FaceSet) -> dict:
 
 def train_classifier(data_source: str, run_dir: str, *, emotions, train_usage="Training",
                      val_usage="PublicTest", arch="vgg", width=32, dropout=0.4,
-                     augment=True, batch_size=64, epochs=60, lr=2e-3, weight_decay=1e-4,
+                     augment=True, batch_size=64, epochs=60, steps_per_epoch=0, lr=2e-3,
+                     weight_decay=1e-4,
                      label_smoothing=0.1, patience=8, max_minutes=20.0, seed=0,
                      synthetic_identities=200, augment_with=None, init_from=None,
                      command=None) -> dict:
@@ -155,8 +164,7 @@ def train_classifier(data_source: str, run_dir: str, *, emotions, train_usage="T
   logging.info("Training: %s, %d images %s; validation: %d images %s", train.source,
                len(train), train.class_counts(), len(val), val.class_counts())
   if augment_with:
-    translator = (_pretrained_translator() if augment_with == "pretrained"
-                  else inference.load_translator(augment_with))
+    translator = inference.load_translator(augment_with)  # also "pretrained"
     if tuple(translator.emotions) != tuple(train.emotions):
       raise errors.UserError(f"--augment_with={augment_with}: its emotions "
                              f"{','.join(translator.emotions)} differ from "
@@ -202,7 +210,9 @@ def train_classifier(data_source: str, run_dir: str, *, emotions, train_usage="T
   num_classes = len(train.emotions)
   to_onehot = lambda x, y: (x, tf.one_hot(y, num_classes))
   history = model.fit(
-      make_dataset(train, batch_size, shuffle_seed=seed).map(to_onehot),
+      make_dataset(train, batch_size, shuffle_seed=seed,
+                   repeat=bool(steps_per_epoch)).map(to_onehot),
+      steps_per_epoch=steps_per_epoch or None,
       validation_data=make_dataset(val, 256).map(to_onehot), epochs=epochs,
       callbacks=callbacks, verbose=1 if sys.stdout.isatty() else 2)
   best = classifier_lib.load_classifier(best_path)[0]
@@ -218,7 +228,7 @@ def train_classifier(data_source: str, run_dir: str, *, emotions, train_usage="T
                       if os.path.isfile(data_source) else None),
       "train_usage": train_usage, "val_usage": val_usage, "train_images": len(train),
       "augment_with": augment_with, "init_from": init_from,
-      "epochs_run": len(val_acc),
+      "epochs_run": len(val_acc), "steps_per_epoch": steps_per_epoch or None,
       "best_epoch": int(np.argmax(val_acc)) + 1 if val_acc else None,
       "stopped_by": "time_limit" if limit.hit else "early_stopping_or_epochs",
       "seconds": round(time.time() - t0, 1), "params": int(model.count_params()),
@@ -230,11 +240,6 @@ def train_classifier(data_source: str, run_dir: str, *, emotions, train_usage="T
                100 * scores["accuracy"], val.source, val_usage,
                {k: round(100 * v, 1) for k, v in scores["per_class"].items()}, final_path)
   return record
-
-
-def _pretrained_translator():
-  from faceexpr_tf import pretrained  # pylint: disable=g-import-not-at-top
-  return pretrained.load_translator()
 
 
 def write_report(run_dir: str, record: dict):
@@ -266,7 +271,8 @@ def run():
       _DATA.value, _RUN_DIR.value, emotions=emotions_lib.parse_emotions(_EMOTIONS.value),
       train_usage=_TRAIN_USAGE.value, val_usage=_VAL_USAGE.value, arch=_ARCH.value,
       width=_WIDTH.value, dropout=_DROPOUT.value, augment=_AUGMENT.value,
-      batch_size=_BATCH_SIZE.value, epochs=_EPOCHS.value, lr=_LR.value,
+      batch_size=_BATCH_SIZE.value, epochs=_EPOCHS.value,
+      steps_per_epoch=_STEPS_PER_EPOCH.value, lr=_LR.value,
       weight_decay=_WEIGHT_DECAY.value, label_smoothing=_LABEL_SMOOTHING.value,
       patience=_PATIENCE.value, max_minutes=_MAX_MINUTES.value, seed=_SEED.value,
       synthetic_identities=_SYNTHETIC_IDENTITIES.value, augment_with=_AUGMENT_WITH.value,

@@ -62,6 +62,31 @@ def test_balance_with_generator_fills_every_class_to_the_largest():
   np.testing.assert_array_equal(balanced.images[:len(faces)], faces.images)
 
 
+def _imbalanced_fer2013_csv(path, counts, seed=0):
+  """FER2013's csv layout; counts[fer_id] Training rows per emotion, 2 PublicTest each."""
+  rng = np.random.default_rng(seed)
+  lines = ["emotion,pixels,Usage"]
+  for usage, rows in (("Training", counts), ("PublicTest", {k: 2 for k in counts})):
+    for emotion, n in rows.items():
+      for _ in range(n):
+        pixels = rng.integers(0, 256, 48 * 48)
+        lines.append(f"{emotion},{' '.join(map(str, pixels))},{usage}")
+  path.write_text("\n".join(lines) + "\n")
+  return str(path)
+
+
+def test_augment_with_shipped_generator_balances_at_fixed_steps(tmp_path):
+  # Angry 3, Happy 7, Sad 4, Surprise 2 training faces (FER2013 ids 0, 3, 4, 5).
+  csv = _imbalanced_fer2013_csv(tmp_path / "fer.csv", {0: 3, 3: 7, 4: 4, 5: 2})
+  record = classifier_training.train_classifier(
+      csv, str(tmp_path / "run"), emotions=EMOTIONS, width=8, epochs=1,
+      steps_per_epoch=3, batch_size=4, augment_with="pretrained", max_minutes=0,
+      command="test")
+  assert record["train_images"] == 4 * 7  # every class filled up to Happy's 7
+  assert record["augment_with"] == "pretrained" and record["steps_per_epoch"] == 3
+  assert record["epochs_run"] == 1 and record["validation"]["images"] == 8
+
+
 def test_confusion_matrix_and_per_class_accuracy():
   m = classifier_lib.confusion_matrix([0, 0, 1, 1, 2], [0, 1, 1, 1, 0], 3)
   np.testing.assert_array_equal(m, [[1, 1, 0], [0, 2, 0], [1, 0, 0]])
