@@ -165,16 +165,72 @@ def read_checkpoint(path: str, groups: Sequence[str], optional: Sequence[str] = 
                       ) from None
 
 
-def assign(variables: Sequence, arrays: Sequence[np.ndarray], what: str):
-  """Assigns arrays to variables, checking count and shapes first (all or nothing)."""
-  if len(variables) != len(arrays):
-    raise RunDirError(f"{what}: checkpoint has {len(arrays)} variables, model has "
-                      f"{len(variables)}")
-  for var, value in zip(variables, arrays):
-    if tuple(var.shape) != tuple(value.shape):
-      raise RunDirError(f"{what}: variable {var.path} has shape {tuple(var.shape)}, "
-                        f"checkpoint has {tuple(value.shape)}")
-  for var, value in zip(variables, arrays):
+def _keys(paths: Sequence[str], strip: bool) -> list[str] | None:
+  """Variable paths as match keys, whole or without their first part (a model's or
+  optimizer's own name, which Keras may number differently: "adam" / "adam_1",
+  "generator" / "generator_ema"); None when they cannot identify variables (no path
+  recorded, or two variables with one key)."""
+  keys = [p.split("/", 1)[1] if strip and "/" in p else p for p in paths]
+  if any("/" not in p for p in paths) or len(set(keys)) != len(keys):
+    return None
+  return keys
+
+
+def _match_keys(saved_paths, model_paths):
+  """(saved keys, model keys) of the naming that matches most variables, or None."""
+  best = None
+  for strip in (False, True):
+    saved, wanted = _keys(saved_paths, strip), _keys(model_paths, strip)
+    if saved is not None and wanted is not None:
+      overlap = len(set(saved) & set(wanted))
+      if best is None or overlap > best[0]:
+        best = (overlap, saved, wanted)
+  return None if best is None else best[1:]
+
+
+def _listed(names: Sequence[str], limit: int = 3) -> str:
+  shown = ", ".join(names[:limit])
+  return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def assign(variables: Sequence, arrays: Sequence[np.ndarray], what: str,
+           names: Sequence[str] | None = None):
+  """Assigns arrays to variables, all or nothing.
+
+  With `names` (the paths the checkpoint recorded for `arrays`) each variable gets the
+  array saved under its own path, whatever order the model created its variables in; a
+  missing, extra or reshaped variable is refused in one line naming it. Without names (or
+  with paths that cannot identify variables) arrays are matched by position, checking
+  count and shapes.
+  """
+  keys = None
+  if names is not None and len(names) == len(arrays):
+    keys = _match_keys(list(names), [str(getattr(v, "path", "")) for v in variables])
+  if keys is not None:
+    saved, wanted = keys
+    by_path = dict(zip(saved, arrays))
+    missing = [p for p in wanted if p not in by_path]
+    extra = [p for p in saved if p not in set(wanted)]
+    reshaped = [f"{p} {tuple(v.shape)} vs {tuple(by_path[p].shape)}"
+                for p, v in zip(wanted, variables)
+                if p in by_path and tuple(v.shape) != tuple(by_path[p].shape)]
+    problems = ([f"missing {_listed(missing)}"] if missing else []) + (
+        [f"not in the model {_listed(extra)}"] if extra else []) + (
+        [f"shape (model vs checkpoint) {_listed(reshaped)}"] if reshaped else [])
+    if problems:
+      raise RunDirError(f"{what}: checkpoint does not match the model's variables: "
+                        f"{'; '.join(problems)}")
+    ordered = [by_path[p] for p in wanted]
+  else:
+    if len(variables) != len(arrays):
+      raise RunDirError(f"{what}: checkpoint has {len(arrays)} variables, model has "
+                        f"{len(variables)}")
+    for var, value in zip(variables, arrays):
+      if tuple(var.shape) != tuple(value.shape):
+        raise RunDirError(f"{what}: variable {var.path} has shape {tuple(var.shape)}, "
+                          f"checkpoint has {tuple(value.shape)}")
+    ordered = arrays
+  for var, value in zip(variables, ordered):
     var.assign(value)
 
 
@@ -213,7 +269,7 @@ def restore_latest(run_dir: str, groups: dict[str, Sequence],
     return None
   path, meta, arrays = found
   for name, values in arrays.items():
-    assign(groups[name], values, f"{path} [{name}]")
+    assign(groups[name], values, f"{path} [{name}]", meta["variables"][name])
   meta["restored"] = sorted(arrays)
   logging.info("Restored %s (step %d)", path, meta["step"])
   return meta
@@ -281,10 +337,12 @@ def _load(run_dir, checkpoint, with_discriminator):
   generator = models.Generator(config.model)
   generator.build()
   # The moving-average copy when the run kept one (--g_ema_decay).
-  assign(generator.weights, arrays.get("generator_ema", arrays["generator"]), path)
+  g_group = "generator_ema" if "generator_ema" in arrays else "generator"
+  assign(generator.weights, arrays[g_group], path, meta["variables"][g_group])
   discriminator = None
   if with_discriminator:
     discriminator = models.Discriminator(config.model)
     discriminator.build()
-    assign(discriminator.weights, arrays["discriminator"], f"{path} [discriminator]")
+    assign(discriminator.weights, arrays["discriminator"], f"{path} [discriminator]",
+           meta["variables"]["discriminator"])
   return generator, discriminator, config, int(meta["step"])

@@ -139,3 +139,74 @@ def test_checkpoint_argument_forms(tmp_path):
   assert runs.resolve_checkpoint(run_dir, path) == path
   with pytest.raises(runs.RunDirError, match="not a step number"):
     runs.resolve_checkpoint(run_dir, "nope.npz")
+
+
+def _two_layer_model(order, extra=False):
+  """A model whose two same-shaped layers are created (and so listed) in `order`."""
+  import keras  # pylint: disable=g-import-not-at-top
+
+  class TwoLayers(keras.Model):
+    def __init__(self):
+      super().__init__(name="m")
+      for name in order + ("c" if extra else ""):
+        setattr(self, name, keras.layers.Dense(3, name=name))
+
+    def call(self, x):
+      x = self.b(self.a(x))
+      return self.c(x) if extra else x
+
+  model = TwoLayers()
+  model(np.zeros((1, 3), np.float32))
+  optimizer = keras.optimizers.Adam()
+  optimizer.build(model.trainable_variables)
+  return model, optimizer
+
+
+def _randomize(variables, seed):
+  rng = np.random.default_rng(seed)
+  for v in variables:
+    v.assign(rng.normal(size=v.shape).astype(v.dtype))
+
+
+def test_restore_matches_variables_by_path_not_order(tmp_path):
+  saved, saved_opt = _two_layer_model("ab")
+  _randomize(saved.weights + saved_opt.variables, 0)
+  runs.save_checkpoint(str(tmp_path), 1, {"model": saved.weights,
+                                          "optimizer": saved_opt.variables})
+  loaded, loaded_opt = _two_layer_model("ba")   # same shapes, other creation order
+  assert [v.path for v in loaded.weights] != [v.path for v in saved.weights]
+  runs.restore_latest(str(tmp_path), {"model": loaded.weights,
+                                      "optimizer": loaded_opt.variables})
+  by_path = {v.path: v.numpy() for v in saved.weights}
+  for v in loaded.weights:
+    np.testing.assert_array_equal(v.numpy(), by_path[v.path])
+  # Adam's slots are named after their variables, under another optimizer name ("adam_N").
+  slots = {v.path.split("/", 1)[1]: v.numpy() for v in saved_opt.variables}
+  for v in loaded_opt.variables:
+    np.testing.assert_array_equal(v.numpy(), slots[v.path.split("/", 1)[1]])
+  np.testing.assert_array_equal(loaded(np.ones((1, 3))), saved(np.ones((1, 3))))
+
+
+def test_generator_variables_in_another_order_load_the_right_values(tmp_path):
+  g, _ = _models(0)
+  runs.save_checkpoint(str(tmp_path), 2, {"generator": g.weights})
+  g2, _ = _models(1)
+  runs.restore_latest(str(tmp_path), {"generator": list(reversed(g2.weights))})
+  x = np.random.default_rng(0).uniform(-1, 1, (2, 48, 48, 1)).astype(np.float32)
+  c = np.eye(4, dtype=np.float32)[[1, 2]]
+  np.testing.assert_array_equal(np.asarray(g2(x, c)), np.asarray(g(x, c)))
+
+
+def test_missing_extra_or_reshaped_variable_is_one_clear_line(tmp_path):
+  saved, _ = _two_layer_model("ab")
+  runs.save_checkpoint(str(tmp_path), 1, {"model": saved.weights})
+  bigger, _ = _two_layer_model("ab", extra=True)
+  before = [v.numpy().copy() for v in bigger.weights]
+  with pytest.raises(runs.RunDirError, match=r"\[model\].*missing m/c/kernel, m/c/bias") as e:
+    runs.restore_latest(str(tmp_path), {"model": bigger.weights})
+  assert "\n" not in str(e.value)
+  for a, v in zip(before, bigger.weights):      # nothing assigned
+    np.testing.assert_array_equal(a, v.numpy())
+  runs.save_checkpoint(str(tmp_path), 2, {"model": bigger.weights})
+  with pytest.raises(runs.RunDirError, match="not in the model m/c/kernel"):
+    runs.restore_latest(str(tmp_path), {"model": saved.weights})
