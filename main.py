@@ -7,6 +7,7 @@ Modes:
   export     SavedModel for TF Serving, or .tflite for mobile
   translate  change the expression of faces in your own photos
   benchmark  training and inference speed, appended to docs/benchmarks.md
+  serve      a page to try the generator in a browser, and TF Serving's REST API beside it
 
 Each mode defines its flags next to the code that uses them; `python main.py <mode> --help`
 lists them, and `--flagfile=flags/<name>.flags` loads a named configuration.
@@ -29,6 +30,7 @@ MODES = {
     "export": "faceexpr_tf.export",
     "translate": "faceexpr_tf.translate",
     "benchmark": "faceexpr_tf.benchmark",
+    "serve": "faceexpr_tf.serve",
 }
 
 

@@ -81,6 +81,16 @@ class Translator(abc.ABC):
   def _forward(self, images: np.ndarray, target_ids: np.ndarray) -> np.ndarray:
     """float32 [n, S, S, C] in [-1, 1], int32 [n] -> float [n, S, S, C] in [-1, 1]."""
 
+  # True when G can be fed any label vector (blends of emotions: intensity), not only ids.
+  takes_label_vectors = False
+
+  def _forward_labels(self, images: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """float32 [n, S, S, C] in [-1, 1], float32 [n, K] label vectors -> float [-1, 1]."""
+    raise errors.UserError(
+        f"{self.source}: this saved form takes class ids only, so it cannot blend "
+        "emotions (intensity below 1); use a Keras generator (a run dir, a .keras file "
+        "or the shipped one)")
+
   def translate(self, images: np.ndarray, target_ids) -> np.ndarray:
     """uint8 [N, S, S, C] faces and int [N] target class ids -> uint8 [N, S, S, C]."""
     images = self._check_images(images)
@@ -90,15 +100,42 @@ class Translator(abc.ABC):
     if len(target_ids) and (target_ids.min() < 0 or target_ids.max() >= self.num_classes):
       raise ValueError(f"target ids must be in [0, {self.num_classes}), got "
                        f"{sorted(set(target_ids.tolist()))}")
-    out = np.empty_like(images)
+    return to_uint8(self._chunked(self._forward, to_model_range(images), target_ids))
+
+  def translate_labels(self, images: np.ndarray, labels) -> np.ndarray:
+    """uint8 [N, S, S, C] faces and float [N, K] label vectors -> uint8 [N, S, S, C].
+
+    A label vector is what G is fed in place of the target's one-hot: a blend
+    (1 - a) * source + a * onehot(target) makes the expression change only part way
+    (faceexpr_tf/intensity.py). Translators that take class ids only (SavedModel,
+    TFLite) accept one-hot rows and raise UserError for anything else.
+    """
+    return to_uint8(self.forward_labels(to_model_range(self._check_images(images)), labels))
+
+  def forward_labels(self, images: np.ndarray, labels) -> np.ndarray:
+    """float32 [N, S, S, C] in [-1, 1] and float [N, K] label vectors -> float32 [-1, 1]."""
+    images = np.asarray(images, np.float32)
+    labels = np.asarray(labels, np.float32)
+    if labels.shape != (len(images), self.num_classes):
+      raise ValueError(f"expected labels [{len(images)}, {self.num_classes}], got "
+                       f"{list(labels.shape)}")
+    if self.takes_label_vectors:
+      return self._chunked(self._forward_labels, images, labels)
+    ids = labels.argmax(axis=1).astype(np.int32)
+    if not np.array_equal(labels, np.eye(self.num_classes, dtype=np.float32)[ids]):
+      return self._forward_labels(images, labels)  # raises: ids only
+    return self._chunked(self._forward, images, ids)
+
+  def _chunked(self, forward, images: np.ndarray, conditions: np.ndarray) -> np.ndarray:
+    out = np.empty(images.shape, np.float32)
     for start in range(0, len(images), _BATCH):
       stop = start + _BATCH
-      fake = self._forward(to_model_range(images[start:stop]), target_ids[start:stop])
+      fake = forward(images[start:stop], conditions[start:stop])
       if not np.all(np.isfinite(fake)):
         # tanh output is never NaN; casting NaN to uint8 would hide it as random pixels.
         raise errors.UserError(f"{self.source}: the model outputs NaN (a broken or badly "
                                "converted model; re-export it)")
-      out[start:stop] = to_uint8(np.reshape(fake, images[start:stop].shape))
+      out[start:stop] = np.reshape(fake, images[start:stop].shape)
     return out
 
   def translate_all(self, images: np.ndarray, class_ids: Sequence[int] | None = None
@@ -131,9 +168,13 @@ class KerasTranslator(Translator):
     super().__init__(emotions, config.image_size, config.channels, source, step)
     self.generator = generator
 
+  takes_label_vectors = True
+
   def _forward(self, images, target_ids):
-    onehot = np.eye(self.num_classes, dtype=np.float32)[target_ids]
-    return np.asarray(self.generator(images, onehot, training=False))
+    return self._forward_labels(images, np.eye(self.num_classes, dtype=np.float32)[target_ids])
+
+  def _forward_labels(self, images, labels):
+    return np.asarray(self.generator(images, labels, training=False))
 
 
 class SavedModelTranslator(Translator):

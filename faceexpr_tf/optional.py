@@ -6,6 +6,7 @@ paths need more, each from an extra in pyproject.toml:
   ai_edge_litert       ai-edge-litert          ".[mobile]"   run or check a .tflite
   grpc                 grpcio                  ".[serving]"  the serving client's --grpc
   tensorflow_serving   tensorflow-serving-api  ".[serving]"  the serving client's --grpc
+  gradio, fastapi, uvicorn                     ".[web]"      `main.py serve`
 
 `require()` imports such a module or raises errors.UserError (main.py prints it as
 `error: <message>` and exits 2), never a ModuleNotFoundError traceback.
@@ -20,6 +21,9 @@ PACKAGES = {
     "ai_edge_litert": ("ai-edge-litert", "mobile"),
     "grpc": ("grpcio", "serving"),
     "tensorflow_serving": ("tensorflow-serving-api", "serving"),
+    "gradio": ("gradio", "web"),
+    "fastapi": ("fastapi", "web"),
+    "uvicorn": ("uvicorn", "web"),
 }
 
 

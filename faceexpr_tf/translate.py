@@ -29,6 +29,7 @@ from faceexpr_tf import emotions as emotions_lib
 from faceexpr_tf import errors
 from faceexpr_tf import faces
 from faceexpr_tf import inference
+from faceexpr_tf import intensity as intensity_lib
 from faceexpr_tf import visualize
 from faceexpr_tf.visualize import draw_boxes, enlarge, write_png
 
@@ -69,6 +70,12 @@ _SCALE = flags.DEFINE_integer("scale", 4, "Grid cells are the model's faces enla
                               lower_bound=1, upper_bound=16, **_DEFINE)
 _FACE_SIZE = flags.DEFINE_integer("face_size", 192, "Side of each per-emotion PNG "
                                   "(bicubic enlargement).", lower_bound=8, **_DEFINE)
+_INTENSITY = flags.DEFINE_float(
+    "intensity", 1.0, "How far to change the expression: 0 is the input (G fed the "
+    "face's own expression as read by the shipped classifier), 1 the full target "
+    "expression; in between G is fed a blend of the two labels. Below 1 needs a Keras "
+    "generator (a run dir, a .keras file or the shipped one).", lower_bound=0.0,
+    upper_bound=1.0, **_DEFINE)
 
 _CSV_SUFFIXES = (".csv", ".csv.gz")
 
@@ -89,6 +96,7 @@ class Options:
   max_rows: int = 100
   scale: int = 4
   face_size: int = 192
+  intensity: float = 1.0
 
 
 # ---------------------------------------------------------------------------------------
@@ -188,7 +196,8 @@ def process_image(path: str, stem: str, translator, opts: Options) -> int:
   found = face_crops(photo, opts.detect, opts.margin, opts.max_faces)
   inputs = np.stack([faces.to_model_input(crop, translator.image_size, translator.channels)
                      for _, crop in found])
-  translated = translator.translate_all(inputs, opts.class_ids)
+  translated = intensity_lib.translate_all(translator, inputs, opts.intensity,
+                                           opts.class_ids)
   for i, ((x, y, w, h), _) in enumerate(found):
     grid = write_face(opts, stem, i, inputs[i], translated[i])
     logging.info("%s: face %d at x=%d y=%d %dx%d -> %s", path, i, x, y, w, h, grid)
@@ -209,7 +218,8 @@ def process_csv(path: str, stem: str, translator, opts: Options) -> int:
                  len(rows))
   inputs = np.stack([faces.to_model_input(image, translator.image_size, translator.channels)
                      for image in rows.images[:count]])
-  translated = translator.translate_all(inputs, opts.class_ids)
+  translated = intensity_lib.translate_all(translator, inputs, opts.intensity,
+                                           opts.class_ids)
   for i in range(count):
     label = rows.emotions[rows.labels[i]]
     write_face(opts, f"{stem}_row{i}", 0, inputs[i], translated[i], f"in: {label}")
@@ -275,7 +285,7 @@ def run() -> int | None:
                  names=[translator.emotions[i] for i in class_ids],
                  detect=not _NO_DETECT.value, margin=_MARGIN.value,
                  max_faces=_MAX_FACES.value, max_rows=_MAX_ROWS.value, scale=_SCALE.value,
-                 face_size=_FACE_SIZE.value)
+                 face_size=_FACE_SIZE.value, intensity=_INTENSITY.value)
 
   written, failures = translate_inputs(paths, translator, opts)
   summary = (f"translated {written} face(s) from {len(paths) - len(failures)} of "

@@ -1,0 +1,401 @@
+"""`main.py serve` without a browser: the REST API (TF Serving's contract), the model
+thread, intensity, and the page's computation, with the shipped generator.
+
+The REST tests go through FastAPI's TestClient; the serving_client test starts a real
+uvicorn on a free loopback port, since that client speaks plain urllib.
+"""
+
+import base64
+import os
+import socket
+import threading
+import time
+from concurrent import futures
+
+import cv2
+import numpy as np
+import pytest
+
+pytest.importorskip("fastapi", reason="the `web` extra (fastapi) is not installed")
+pytest.importorskip("gradio", reason="the `web` extra (gradio) is not installed")
+uvicorn = pytest.importorskip("uvicorn", reason="the `web` extra (uvicorn) is not installed")
+
+from fastapi import testclient  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+from faceexpr_tf import errors  # pylint: disable=wrong-import-position
+from faceexpr_tf import faces  # pylint: disable=wrong-import-position
+from faceexpr_tf import inference  # pylint: disable=wrong-import-position
+from faceexpr_tf import intensity  # pylint: disable=wrong-import-position
+from faceexpr_tf import rest_api  # pylint: disable=wrong-import-position
+from faceexpr_tf import serve  # pylint: disable=wrong-import-position
+from faceexpr_tf import serving_client  # pylint: disable=wrong-import-position
+from faceexpr_tf import web_ui  # pylint: disable=wrong-import-position
+
+URL = "/v1/models/faceexpr:predict"
+
+
+@pytest.fixture(scope="module")
+def translator():
+  return inference.load_translator("pretrained")
+
+
+@pytest.fixture(scope="module")
+def client(translator):
+  app = serve.build_app(translator, page=False)
+  with testclient.TestClient(app) as c:
+    yield c
+  app.state.api.batcher.close()
+
+
+@pytest.fixture(scope="module")
+def astronaut():
+  """The astronaut photo (public domain) and its detected face as the model sees it."""
+  skimage_data = pytest.importorskip("skimage.data", reason="scikit-image (test extra)")
+  photo = skimage_data.astronaut()
+  box = faces.detect_faces(faces.to_gray(photo))[0]
+  face = faces.to_model_input(faces.crop_square(photo, box), 48, 1)
+  return photo, face
+
+
+@pytest.fixture(scope="module")
+def probe_faces(astronaut):
+  """Three different real-looking faces: the astronaut, mirrored, and darker."""
+  face = astronaut[1]
+  return np.stack([face, face[:, ::-1], (face * 0.7).astype(np.uint8)])
+
+
+def png(image) -> bytes:
+  ok, data = cv2.imencode(".png", np.asarray(image))
+  assert ok
+  return data.tobytes()
+
+
+def b64(data: bytes) -> dict:
+  return {"b64": base64.b64encode(data).decode()}
+
+
+# ---------------------------------------------------------------------------------------
+# Happy paths: what TF Serving would answer, computed by the loaded Translator.
+
+
+def test_status_metadata_and_healthz(client):
+  status = client.get("/v1/models/faceexpr")
+  assert status.status_code == 200
+  assert status.json() == {"model_version_status": [{
+      "version": "1", "state": "AVAILABLE",
+      "status": {"error_code": "OK", "error_message": ""}}]}
+  assert client.get("/v1/models/faceexpr/versions/1").status_code == 200
+  meta = client.get("/v1/models/faceexpr/metadata").json()
+  defs = meta["metadata"]["signature_def"]["signature_def"]
+  assert set(defs) == {"serving_default", "translate_ids", "translate_all",
+                       "translate_bytes", "metadata"}
+  assert defs["translate_bytes"]["outputs"]["png_bytes"]["dtype"] == "DT_STRING"
+  health = client.get("/healthz").json()
+  assert health["status"] == "ok" and health["emotions"] == ["Angry", "Happy", "Sad",
+                                                            "Surprise"]
+
+
+def test_serving_default_rows_and_columns_equal_the_translator(client, translator,
+                                                               probe_faces):
+  targets = ["Happy", "sad", " Surprise "]
+  want = translator.translate(probe_faces, [1, 2, 3])
+  rows = client.post(URL, json={"instances": [
+      {"image": f.tolist(), "target": t} for f, t in zip(probe_faces, targets)]})
+  assert rows.status_code == 200, rows.text
+  np.testing.assert_array_equal(np.array(rows.json()["predictions"], np.uint8), want)
+  columns = client.post(URL, json={"signature_name": "serving_default", "inputs": {
+      "image": probe_faces.tolist(), "target": targets}})
+  assert columns.status_code == 200, columns.text
+  np.testing.assert_array_equal(np.array(columns.json()["outputs"], np.uint8), want)
+  assert not np.array_equal(want, probe_faces)
+
+
+def test_translate_ids_and_translate_all(client, translator, probe_faces):
+  x = inference.to_model_range(probe_faces)
+  ids = [0, 3, 1]
+  out = client.post(URL, json={"signature_name": "translate_ids", "instances": [
+      {"image": xi.tolist(), "target": i} for xi, i in zip(x, ids)]}).json()
+  want = translator.forward_labels(x, np.eye(4, dtype=np.float32)[ids])
+  np.testing.assert_allclose(np.array(out["predictions"]), want, atol=1e-5)
+  # One input: the instances are the bare images.
+  grid = client.post(URL, json={"signature_name": "translate_all",
+                                "instances": probe_faces[:2].tolist()})
+  assert grid.status_code == 200, grid.text
+  np.testing.assert_array_equal(np.array(grid.json()["predictions"], np.uint8),
+                                translator.translate_all(probe_faces[:2]))
+
+
+def test_translate_bytes_returns_pngs_like_the_local_pipeline(client, translator,
+                                                              astronaut):
+  photo, face = astronaut
+  crop = faces.crop_square(photo, faces.detect_faces(faces.to_gray(photo))[0])
+  jpeg = cv2.imencode(".jpg", cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))[1].tobytes()
+  body = {"signature_name": "translate_bytes", "instances": [
+      {"image_bytes": b64(png(face)), "target": "Happy"},
+      {"image_bytes": b64(jpeg), "target": "Angry"}]}
+  response = client.post(URL, json=body)
+  assert response.status_code == 200, response.text
+  predictions = response.json()["predictions"]
+  assert [set(p) for p in predictions] == [{"b64"}, {"b64"}]  # *_bytes: base64, unnamed
+  outs = [cv2.imdecode(np.frombuffer(base64.b64decode(p["b64"]), np.uint8),
+                       cv2.IMREAD_UNCHANGED) for p in predictions]
+  assert outs[0].shape == (48, 48)
+  np.testing.assert_array_equal(outs[0], translator.translate(face[None], [1])[0, ..., 0])
+  # The JPEG of the whole crop is decoded and shrunk here, so compare loosely.
+  near = translator.translate(face[None], [0])[0, ..., 0].astype(int)
+  assert np.abs(outs[1].astype(int) - near).mean() < 8
+  assert not np.array_equal(outs[0], face[..., 0])
+
+
+def test_intensity_input_blends_toward_the_target(client, translator, probe_faces):
+  def happy(a):
+    body = {"instances": [{"image": probe_faces[0].tolist(), "target": "Happy",
+                           "intensity": a}]}
+    response = client.post(URL, json=body)
+    assert response.status_code == 200, response.text
+    return np.array(response.json()["predictions"][0], np.uint8)
+
+  np.testing.assert_array_equal(happy(1.0), translator.translate(probe_faces[:1], [1])[0])
+  np.testing.assert_array_equal(
+      happy(0.25), intensity.translate(translator, probe_faces[:1], [1], 0.25)[0])
+
+
+def test_the_projects_serving_client_works_unchanged(translator, probe_faces, astronaut,
+                                                     tmp_path):
+  """faceexpr_tf/serving_client.py, written for TF Serving, against a real server."""
+  app = serve.build_app(translator, page=False)
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+  server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
+                                         log_level="warning"))
+  thread = threading.Thread(target=server.run, daemon=True)
+  thread.start()
+  try:
+    deadline = time.monotonic() + 30
+    while not server.started and time.monotonic() < deadline:
+      time.sleep(0.05)
+    assert server.started, "uvicorn did not start within 30 s"
+    address = f"127.0.0.1:{port}"
+    out = serving_client.predict_rest(address, "faceexpr", "serving_default", {
+        "image": probe_faces, "target": ["Happy", "Sad", "Angry"]})
+    np.testing.assert_array_equal(out["image"], translator.translate(probe_faces,
+                                                                     [1, 2, 0]))
+    grid = serving_client.predict_rest(address, "faceexpr", "translate_all",
+                                       {"image": probe_faces[:1]}, version=1)
+    np.testing.assert_array_equal(grid["images"], translator.translate_all(probe_faces[:1]))
+    path = tmp_path / "face.png"
+    path.write_bytes(png(astronaut[1]))
+    result = serving_client.translate_file(address, str(path), "Surprise")
+    decoded = cv2.imdecode(np.frombuffer(result, np.uint8), cv2.IMREAD_GRAYSCALE)
+    np.testing.assert_array_equal(decoded, translator.translate(astronaut[1][None],
+                                                                [3])[0, ..., 0])
+    with pytest.raises(serving_client.ServingError, match=r"HTTP 400.*unknown emotion"):
+      serving_client.translate_file(address, str(path), "Joyful")
+    with pytest.raises(serving_client.ServingError, match=r"HTTP 404"):
+      serving_client.predict_rest(address, "faceexpr", "serving_default", {
+          "image": probe_faces, "target": ["Happy"] * 3}, version=7)
+  finally:
+    server.should_exit = True
+    thread.join(timeout=10)
+    app.state.api.batcher.close()
+
+
+# ---------------------------------------------------------------------------------------
+# Bad input: 4xx with {"error": ...}; the server stays up.
+
+_FACE = np.zeros((48, 48, 1), np.uint8).tolist()
+
+
+@pytest.mark.parametrize("body, status, words", [
+    ({"signature_name": "nope", "instances": [{}]}, 400, "not found in signature def"),
+    ({"instances": [{"image": _FACE, "target": "Joyful"}]}, 400, "unknown emotion"),
+    ({"signature_name": "translate_bytes",
+      "instances": [{"image_bytes": {"b64": base64.b64encode(b"hello").decode()},
+                     "target": "Happy"}]}, 400, "not a PNG, JPEG, BMP or GIF"),
+    ({"signature_name": "translate_bytes",
+      "instances": [{"image_bytes": {"b64": base64.b64encode(b"\x89PNG broken").decode()},
+                     "target": "Happy"}]}, 400, "corrupt or truncated"),
+    ({"signature_name": "translate_bytes",
+      "instances": [{"image_bytes": {"b64": "@@@"}, "target": "Happy"}]}, 400,
+     "invalid base64"),
+    ({"instances": [{"image": [[0] * 48] * 48, "target": "Happy"}]}, 400,
+     "expected shape [N, 48, 48, 1]"),
+    ({"instances": [{"image": [[[0]] * 48] * 47, "target": "Happy"}]}, 400,
+     "expected shape"),
+    ({"instances": [{"image": [[[300]] * 48] * 48, "target": "Happy"}]}, 400,
+     "integers in [0, 255]"),
+    ({"instances": []}, 400, "empty batch"),
+    ({"inputs": {"image": [], "target": []}}, 400, "empty batch"),
+    ({"instances": [{"image": _FACE, "target": "Happy"}] * 65}, 413, "limit of 64"),
+    ({"inputs": {"image": [_FACE, _FACE], "target": ["Happy"]}}, 400,
+     "different batch sizes"),
+    ({"instances": [{"image": _FACE}]}, 400, "missing input target"),
+    ({"instances": [{"image": _FACE, "target": "Happy", "colour": 1}]}, 400,
+     "unknown input colour"),
+    ({"instances": [{"image": _FACE, "target": "Happy", "intensity": 2}]}, 400,
+     "intensity must be in [0, 1]"),
+    ({"signature_name": "translate_ids",
+      "instances": [{"image": np.zeros((48, 48, 1)).tolist(), "target": 9}]}, 400,
+     "out of range [0, 4)"),
+    ({"signature_name": "metadata", "instances": [{}]}, 400, "no inputs"),
+    ({"instances": [1], "inputs": {}}, 400, "exactly one of"),
+    ([1, 2], 400, "JSON object"),
+])
+def test_bad_requests_answer_4xx_with_the_reason(client, body, status, words):
+  response = client.post(URL, json=body)
+  assert response.status_code == status, response.text
+  assert words in response.json()["error"]
+  assert client.get("/healthz").status_code == 200  # still up
+
+
+def test_bad_urls_and_bodies(client):
+  for url in ("/v1/models/other:predict", "/v1/models/faceexpr/versions/3:predict"):
+    response = client.post(url, json={"instances": [{"image": _FACE, "target": "Happy"}]})
+    assert response.status_code == 404 and "Servable not found" in response.json()["error"]
+  assert client.get("/v1/models/other").status_code == 404
+  response = client.post(URL, content=b"{not json")
+  assert response.status_code == 400 and "not valid JSON" in response.json()["error"]
+  huge = b"x" * (rest_api.MAX_BODY_BYTES + 1)
+  response = client.post(URL, content=huge)
+  assert response.status_code == 413 and "over the limit" in response.json()["error"]
+  bad_version = client.get("/v1/models/faceexpr/versions/abc")
+  assert bad_version.status_code == 400 and "error" in bad_version.json()
+
+
+# ---------------------------------------------------------------------------------------
+# The model thread.
+
+
+def test_batcher_merges_concurrent_requests(translator, probe_faces):
+  batcher = rest_api.Batcher(translator, max_batch=64, max_wait_s=0.05)
+  try:
+    x = inference.to_model_range(probe_faces)
+    labels = np.eye(4, dtype=np.float32)[[1, 2, 3]]
+    with futures.ThreadPoolExecutor(8) as pool:
+      outs = list(pool.map(lambda _: batcher.run(x, labels, timeout=60), range(16)))
+    want = translator.forward_labels(x, labels)
+    for out in outs:
+      np.testing.assert_allclose(out, want, atol=1e-5)
+    assert batcher.examples == 16 * 3
+    assert batcher.batches < 16, "no two requests were merged into one forward pass"
+  finally:
+    batcher.close()
+
+
+def test_batcher_queue_is_bounded(translator, probe_faces):
+  batcher = rest_api.Batcher(translator, max_batch=1, max_wait_s=0.0, max_queue=2)
+  try:
+    x = inference.to_model_range(np.repeat(probe_faces, 20, axis=0))
+    labels = np.eye(4, dtype=np.float32)[np.zeros(len(x), int)]
+    accepted, refused = [], 0
+    for _ in range(20):
+      try:
+        accepted.append(batcher.submit(x, labels))
+      except rest_api.RequestError as e:
+        assert e.status == 503 and "busy" in str(e)
+        refused += 1
+    assert refused > 0, "20 instant submits of a slow job never filled a 2-slot queue"
+    for future in accepted:
+      assert future.result(60).shape == x.shape
+  finally:
+    batcher.close()
+
+
+# ---------------------------------------------------------------------------------------
+# Intensity.
+
+
+def test_blend_and_bounds():
+  source = np.array([0.5, 0.5, 0, 0], np.float32)
+  np.testing.assert_allclose(intensity.blend(source, [3], 0.25),
+                             [[0.375, 0.375, 0, 0.25]])
+  np.testing.assert_allclose(intensity.blend(source, [0], 1.0), [[1, 0, 0, 0]])
+  for bad in (-0.1, 1.5, float("nan")):
+    with pytest.raises(intensity.IntensityError, match=r"\[0, 1\]"):
+      intensity.check_alpha(bad)
+
+
+def test_intensity_moves_from_the_input_to_the_full_expression(translator, probe_faces):
+  source = intensity.source_estimator(translator)(probe_faces)
+  np.testing.assert_allclose(source.sum(axis=1), 1, atol=1e-5)
+  assert source[0].argmax() == 1  # the smiling astronaut reads as Happy
+  for target in (0, 2, 3):        # away from Happy
+    ids = np.full(len(probe_faces), target)
+    outs = [intensity.translate(translator, probe_faces, ids, a, source).astype(float)
+            for a in intensity.STEPS]
+    full = outs[-1]
+    np.testing.assert_array_equal(full, translator.translate(probe_faces, ids))
+    to_full = [np.abs(o - full).mean() for o in outs]
+    to_input = [np.abs(o - probe_faces).mean() for o in outs]
+    assert all(a > b for a, b in zip(to_full, to_full[1:])), to_full
+    assert to_input[0] < to_input[-1], to_input   # a=0 stays closer to the face
+    assert to_input[0] < 0.05 * 255               # G's reconstruction of the face
+
+
+def test_ids_only_translators_refuse_intensity_below_one(translator, probe_faces, tmp_path):
+  from faceexpr_tf import export  # pylint: disable=g-import-not-at-top
+  version_dir = export.export_saved_model(translator.generator, translator.emotions,
+                                          str(tmp_path), step=1)
+  saved = inference.load_translator(version_dir)
+  assert not saved.takes_label_vectors
+  np.testing.assert_array_equal(
+      intensity.translate(saved, probe_faces[:1], [1], 1.0),
+      translator.translate(probe_faces[:1], [1]))
+  with pytest.raises(errors.UserError, match="class ids only"):
+    intensity.translate(saved, probe_faces[:1], [1], 0.5)
+  with pytest.raises(errors.UserError, match="class ids only"):
+    saved.translate_labels(probe_faces[:1], [[0.5, 0.5, 0, 0]])
+
+
+def test_translate_mode_intensity_flag(parsed_flags, tmp_path, astronaut):
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  from faceexpr_tf import translate  # pylint: disable=g-import-not-at-top
+  path = tmp_path / "astronaut.png"
+  path.write_bytes(png(cv2.cvtColor(astronaut[0], cv2.COLOR_RGB2BGR)))
+  grids = {}
+  for a in (0.0, 1.0):
+    flags.FLAGS.input = [str(path)]
+    flags.FLAGS.out = str(tmp_path / f"out{a}")
+    flags.FLAGS.intensity = a
+    assert translate.run() == 0
+    grids[a] = cv2.imread(str(tmp_path / f"out{a}" / "astronaut_face0_Sad.png"))
+  assert np.abs(grids[0.0].astype(int) - grids[1.0]).mean() > 1
+
+
+# ---------------------------------------------------------------------------------------
+# The page's computation (the browser test drives the same through Chromium).
+
+
+def test_page_shows_face_box_expressions_steps_and_grid(translator, astronaut, tmp_path):
+  page = web_ui.Page(translator, lambda x, y: translator.forward_labels(x, y),
+                     str(tmp_path))
+  result = page.translate(astronaut[0], 0.5)
+  assert "Face at" in result.message and "Happy" in result.message
+  assert len(result.expressions) == 4
+  assert all(e.shape == (web_ui.FACE_SIZE, web_ui.FACE_SIZE, 3) for e in result.expressions)
+  for i in range(4):
+    for j in range(i + 1, 4):
+      assert not np.array_equal(result.expressions[i], result.expressions[j])
+  assert result.steps.shape[0] > result.steps.shape[1] / 2   # 4 rows of 5 steps
+  assert result.boxed.shape[:2] == astronaut[0].shape[:2]
+  assert cv2.imread(result.grid_png) is not None
+
+
+def test_page_messages_for_no_face_and_bad_files(translator, tmp_path, monkeypatch):
+  page = web_ui.Page(translator, lambda x, y: translator.forward_labels(x, y),
+                     str(tmp_path))
+  assert "No face found" in page.translate(np.full((200, 200, 3), 128, np.uint8),
+                                           1).message
+  from gradio import data_classes  # pylint: disable=g-import-not-at-top
+  photo = web_ui.PhotoInput(type="numpy")
+  text = tmp_path / "notes.txt"
+  text.write_text("not a picture")
+  rejected = photo.preprocess(data_classes.FileData(path=str(text), orig_name="notes.txt"))
+  assert isinstance(rejected, web_ui.Rejected)
+  assert "notes.txt is not an image" in page.translate(rejected, 1).message
+  image = tmp_path / "face.png"
+  image.write_bytes(png(np.zeros((64, 64), np.uint8)))
+  monkeypatch.setattr(web_ui, "MAX_UPLOAD_BYTES", 10)
+  big = photo.preprocess(data_classes.FileData(path=str(image), orig_name="face.png"))
+  assert "face.png is too large" in page.translate(big, 1).message
