@@ -25,6 +25,35 @@ def _global_step(model) -> int:
   return int(model.step.numpy())
 
 
+def crossed(previous: int | None, step: int, every: int) -> bool:
+  """Whether the steps (previous, step] hold a multiple of `every` (0 = never).
+
+  With --steps_per_execution=k the callbacks see every k-th step only, so a multiple of
+  `every` that k does not divide is crossed, never landed on."""
+  if not every:
+    return False
+  if previous is None:
+    return step % every == 0
+  return step // every > previous // every
+
+
+class _StepCallback(keras.callbacks.Callback):
+  """Remembers the step its last batch ended at, to fire on crossing multiples."""
+
+  def __init__(self):
+    super().__init__()
+    self._previous = None
+
+  def on_train_begin(self, logs=None):
+    self._previous = _global_step(self.model)
+
+  def _advance(self) -> tuple[int | None, int]:
+    """(previous step seen, current step); the current becomes the previous."""
+    previous, step = self._previous, _global_step(self.model)
+    self._previous = step
+    return previous, step
+
+
 def _finite(logs) -> bool:
   return all(math.isfinite(float(v)) for v in (logs or {}).values())
 
@@ -40,7 +69,7 @@ class NanGuard(keras.callbacks.Callback):
           "checkpoint is kept. Lower the learning rate or check the data, then resume.")
 
 
-class Checkpointer(keras.callbacks.Callback):
+class Checkpointer(_StepCallback):
   """Saves G, D and both optimizers every `every` steps; `save()` also at the end/on stop."""
 
   def __init__(self, run_dir, every, keep, steps_per_epoch):
@@ -61,11 +90,12 @@ class Checkpointer(keras.callbacks.Callback):
     return path
 
   def on_train_batch_end(self, batch, logs=None):
-    if self.every and _global_step(self.model) % self.every == 0:
+    previous, step = self._advance()
+    if crossed(previous, step, self.every):
       self.save()
 
 
-class SampleWriter(keras.callbacks.Callback):
+class SampleWriter(_StepCallback):
   """Every `every` steps: a PNG grid (input, then each target emotion) of a fixed batch,
   the same grid as a TensorBoard image, and the training losses as TensorBoard scalars."""
 
@@ -98,12 +128,12 @@ class SampleWriter(keras.callbacks.Callback):
     return path
 
   def on_train_batch_end(self, batch, logs=None):
-    step = _global_step(self.model)
-    if self.log_every and step % self.log_every == 0:
+    previous, step = self._advance()
+    if crossed(previous, step, self.log_every):
       with self.writer.as_default(step=step):
         for name, value in (logs or {}).items():
           tf.summary.scalar(name, float(value))
-    if self.every and step % self.every == 0:
+    if crossed(previous, step, self.every):
       self.write_sample(step)
 
   def on_epoch_end(self, epoch, logs=None):
@@ -115,7 +145,7 @@ class SampleWriter(keras.callbacks.Callback):
     self.writer.flush()
 
 
-class ScoreKeeper(keras.callbacks.Callback):
+class ScoreKeeper(_StepCallback):
   """Every `every` steps: scores the shown G (the EMA copy when on) on fixed validation
   faces with an independent judge (scoring.score without the cycle pass), logs the scores
   to TensorBoard ("score/...") and to run_dir/scores.jsonl, and keeps checkpoints/best.npz
@@ -180,12 +210,12 @@ class ScoreKeeper(keras.callbacks.Callback):
     return scores
 
   def on_train_batch_end(self, batch, logs=None):
-    step = _global_step(self.model)
-    if self.every and step % self.every == 0:
+    previous, step = self._advance()
+    if crossed(previous, step, self.every):
       self.score_now(step)
 
 
-class Progress(keras.callbacks.Callback):
+class Progress(_StepCallback):
   """A log line every `every` steps with overall progress, speed and ETA (Keras's own
   progress bar only knows the current epoch)."""
 
@@ -197,16 +227,16 @@ class Progress(keras.callbacks.Callback):
     self.time_limit_hit = False
 
   def on_train_batch_end(self, batch, logs=None):
+    previous, step = self._advance()
     if self.t0 is None:  # the first step includes tracing; time from after it
-      self.t0, self.step0 = time.time(), _global_step(self.model)
+      self.t0, self.step0 = time.time(), step
       return
-    step = _global_step(self.model)
     elapsed = time.time() - self.t0
     if self.time_limit_s and elapsed > self.time_limit_s:
       logging.warning("Time limit reached at step %d; stopping (rerun to continue).", step)
       self.time_limit_hit = True
       self.model.stop_training = True
-    if self.every and step % self.every == 0 and step > self.step0:
+    if crossed(previous, step, self.every) and step > self.step0:
       rate = (step - self.step0) / elapsed
       eta = (self.total - step) / rate
       losses = " ".join(f"{k}={float(v):.3f}" for k, v in (logs or {}).items())
