@@ -23,6 +23,7 @@ import numpy as np
 from absl import logging
 
 from faceexpr_tf import errors
+from faceexpr_tf import locks
 from faceexpr_tf import models
 
 CONFIG_FILE = "config.json"
@@ -66,12 +67,30 @@ def read_config(run_dir: str) -> RunConfig:
 
 
 def _write_atomic(path: str, write):
+  """Writes via a temporary file, fsync and rename: `path` is either old or new, never
+  half of one. A failed write (disk full, read-only, no permission) removes the temporary
+  file and raises RunDirError naming the path; whatever `path` held before is kept."""
   tmp = path + ".tmp"
-  with open(tmp, "wb") as f:
-    write(f)
-    f.flush()
-    os.fsync(f.fileno())
-  os.replace(tmp, path)
+  try:
+    with open(tmp, "wb") as f:
+      write(f)
+      f.flush()
+      os.fsync(f.fileno())
+    os.replace(tmp, path)
+    # The rename itself is durable only once the directory is synced.
+    dir_fd = os.open(os.path.dirname(path) or ".", os.O_RDONLY)
+    try:
+      os.fsync(dir_fd)
+    finally:
+      os.close(dir_fd)
+  except OSError as e:
+    try:
+      os.remove(tmp)
+    except OSError:
+      pass
+    kept = " (the previous one is kept)" if os.path.exists(path) else ""
+    raise RunDirError(f"{path}: cannot write{kept}: "
+                      f"{os.strerror(e.errno) if e.errno else e}") from None
 
 
 def prepare_run_dir(run_dir: str, config: RunConfig) -> bool:
@@ -79,8 +98,15 @@ def prepare_run_dir(run_dir: str, config: RunConfig) -> bool:
 
   Returns True when the run dir already held a run (so training resumes). Training flags
   (learning rate, epochs...) may change between resumes; model shape and emotions may not.
+  Locks the run dir for this process first (locks.lock_dir): a second writer is refused.
   """
   path = os.path.join(run_dir, CONFIG_FILE)
+  try:
+    os.makedirs(run_dir, exist_ok=True)
+  except OSError as e:
+    raise RunDirError(f"{run_dir}: cannot create the run directory ({os.strerror(e.errno)})"
+                      ) from None
+  locks.lock_dir(run_dir, "--run_dir")
   if os.path.exists(path):
     old = read_config(run_dir)
     diffs = [f"{k}={getattr(old.model, k)!r} (now {getattr(config.model, k)!r})"
@@ -93,7 +119,6 @@ def prepare_run_dir(run_dir: str, config: RunConfig) -> bool:
           f"{run_dir} holds a run with different model flags: {'; '.join(diffs)}. "
           "Use those flags to resume it, or pick a new --run_dir.")
     return True
-  os.makedirs(run_dir, exist_ok=True)
   _write_atomic(path, lambda f: f.write(config.to_json().encode()))
   return False
 

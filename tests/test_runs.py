@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from absl import logging
 
+from faceexpr_tf import locks
 from faceexpr_tf import models
 from faceexpr_tf import runs
 
@@ -210,3 +211,27 @@ def test_missing_extra_or_reshaped_variable_is_one_clear_line(tmp_path):
   runs.save_checkpoint(str(tmp_path), 2, {"model": bigger.weights})
   with pytest.raises(runs.RunDirError, match="not in the model m/c/kernel"):
     runs.restore_latest(str(tmp_path), {"model": saved.weights})
+
+
+def test_a_second_process_is_refused_the_run_dir_until_the_first_dies(tmp_path):
+  import signal  # pylint: disable=g-import-not-at-top
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  run_dir = str(tmp_path / "run")
+  os.makedirs(run_dir)
+  holder = subprocess.Popen(
+      [sys.executable, "-c", "import sys, time; from faceexpr_tf import locks; "
+       f"locks.lock_dir({run_dir!r}); print('locked', flush=True); time.sleep(60)"],
+      stdout=subprocess.PIPE, text=True)
+  try:
+    assert holder.stdout.readline().strip() == "locked"
+    with pytest.raises(locks.LockedError, match=f"in use by another process \\(pid "
+                       f"{holder.pid}\\)") as e:
+      runs.prepare_run_dir(run_dir, runs.RunConfig(TINY, EMOTIONS))
+    assert "\n" not in str(e.value)
+    assert not os.path.exists(os.path.join(run_dir, runs.CONFIG_FILE))  # nothing written
+  finally:
+    holder.send_signal(signal.SIGKILL)        # no chance to clean up: the OS frees the lock
+    holder.wait()
+  assert runs.prepare_run_dir(run_dir, runs.RunConfig(TINY, EMOTIONS)) is False
+  assert runs.prepare_run_dir(run_dir, runs.RunConfig(TINY, EMOTIONS)) is True  # same process
