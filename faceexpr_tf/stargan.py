@@ -3,6 +3,15 @@
 One train_step = one D update, then (every n_critic steps) one G update, as official
 StarGAN's solver. The training step counter is the D optimizer's iteration count, so it is
 saved and restored with the optimizer state.
+
+Correct on every device:
+- Under a tf.distribute strategy each replica sees its share of the global batch and the
+  optimizers sum the replicas' gradients, so each replica's loss is divided by the number
+  of replicas (as Keras' own compile()/fit() losses are): one update equals one device's
+  on the same global batch (tests/test_distribute.py).
+- Under mixed_float16 both optimizers are wrapped in keras.optimizers.LossScaleOptimizer
+  (float16 gradients underflow otherwise), and the gradient penalty's inner gradient is
+  scaled by the same factor.
 """
 
 import keras
@@ -35,6 +44,17 @@ class LinearDecay(keras.optimizers.schedules.LearningRateSchedule):
   def get_config(self):
     return {"base": self.base, "total_steps": self.total_steps,
             "decay_from": self.decay_from}
+
+
+def _inner(optimizer):
+  """The optimizer under a LossScaleOptimizer (or the optimizer itself)."""
+  return getattr(optimizer, "inner_optimizer", optimizer)
+
+
+def _per_replica(loss):
+  """A replica's share of the loss: the optimizer sums gradients over replicas."""
+  replicas = tf.distribute.get_strategy().num_replicas_in_sync
+  return loss / replicas if replicas > 1 else loss
 
 
 class StarGAN(keras.Model):
@@ -74,8 +94,16 @@ class StarGAN(keras.Model):
     self.trackers = {name: keras.metrics.Mean(name=name) for name in TRAIN_METRICS}
     self.trackers["G/fake_accuracy"] = keras.metrics.Mean(name="G/fake_accuracy")
 
-  def compile(self, g_optimizer, d_optimizer, **kwargs):
+  def compile(self, g_optimizer, d_optimizer, loss_scaling=None, **kwargs):
+    """loss_scaling: wrap both optimizers in a LossScaleOptimizer (None: when the global
+    Keras policy is mixed_float16)."""
     super().compile(**kwargs)
+    if loss_scaling is None:
+      loss_scaling = keras.mixed_precision.global_policy().name == "mixed_float16"
+    if loss_scaling:
+      g_optimizer, d_optimizer = (
+          opt if isinstance(opt, keras.optimizers.LossScaleOptimizer)
+          else keras.optimizers.LossScaleOptimizer(opt) for opt in (g_optimizer, d_optimizer))
     self.g_optimizer = g_optimizer
     self.d_optimizer = d_optimizer
     # Built now, not lazily at the first apply: the G update may sit inside a tf.cond
@@ -88,6 +116,9 @@ class StarGAN(keras.Model):
       self.generator_ema = models.Generator(self.generator.config, name="generator_ema")
       self.generator_ema.build()
       self.reset_ema()
+    # G and D come built; saying so keeps fit() under a tf.distribute strategy from
+    # tracing call() symbolically to build the model (which it cannot: call takes a pair).
+    self.built = True
 
   def reset_ema(self):
     """Starts the moving average at G's current weights (also after a restore)."""
@@ -110,13 +141,20 @@ class StarGAN(keras.Model):
     return self.d_optimizer.iterations
 
   def checkpoint_groups(self):
-    """Everything a resumed run needs, by group, for runs.save_checkpoint/restore_latest."""
+    """Everything a resumed run needs, by group, for runs.save_checkpoint/restore_latest.
+
+    The optimizer groups hold the plain Adam state whether or not loss scaling is on, so
+    a float32 run resumes in mixed_float16 and back; the loss scale has its own groups.
+    """
     groups = {"generator": self.generator.weights,
               "discriminator": self.discriminator.weights,
-              "g_optimizer": self.g_optimizer.variables,
-              "d_optimizer": self.d_optimizer.variables}
+              "g_optimizer": _inner(self.g_optimizer).variables,
+              "d_optimizer": _inner(self.d_optimizer).variables}
     if self.generator_ema is not None:
       groups["generator_ema"] = self.generator_ema.weights
+    for name, opt in (("g_loss_scale", self.g_optimizer), ("d_loss_scale", self.d_optimizer)):
+      if isinstance(opt, keras.optimizers.LossScaleOptimizer):
+        groups[name] = [opt.step_counter, opt.dynamic_scale]
     return groups
 
   def call(self, inputs, training=None):
@@ -141,8 +179,12 @@ class StarGAN(keras.Model):
     with tf.GradientTape() as tape:
       tape.watch(x_hat)
       src, _ = self.discriminator(x_hat, training=True)
-      src = tf.reduce_sum(tf.cast(src, tf.float32))
-    return losses.gradient_penalty(tape.gradient(src, x_hat))
+      # Under loss scaling the inner gradient flows through float16 too: scale it alike.
+      src = self.d_optimizer.scale_loss(tf.reduce_sum(tf.cast(src, tf.float32)))
+    grads = tape.gradient(src, x_hat)
+    if isinstance(self.d_optimizer, keras.optimizers.LossScaleOptimizer):
+      grads = tf.cast(grads, tf.float32) / tf.convert_to_tensor(self.d_optimizer.dynamic_scale)
+    return losses.gradient_penalty(grads)
 
   # --- steps ----------------------------------------------------------------------------
 
@@ -158,18 +200,19 @@ class StarGAN(keras.Model):
         loss += self.lambda_gp * loss_gp
       else:
         loss_gp = tf.constant(0.0)
-      scaled = self.d_optimizer.scale_loss(loss)
+      scaled = self.d_optimizer.scale_loss(_per_replica(loss))
     variables = self.discriminator.trainable_variables
     self.d_optimizer.apply_gradients(zip(tape.gradient(scaled, variables), variables))
     return {"D/loss": loss, "D/loss_real": loss_real, "D/loss_fake": loss_fake, "D/loss_cls": loss_cls,
             "D/loss_gp": loss_gp, "D/accuracy": losses.accuracy(real_cls, label_org)}
 
-  def _g_step(self, x_real, label_trg, onehot_org, onehot_trg, d_update=None):
+  def _g_step(self, x_real, label_trg, onehot_org, onehot_trg, d_update=None, apply=True):
     """One G update; with `d_update`, D's update runs first on this step's own fake.
 
     D's update leaves G unchanged, so the fake D learns from is exactly the one G is then
     scored on (D already updated, as official StarGAN): computing it once under G's tape
-    saves a G forward pass per step. Returns (G logs, D logs or None).
+    saves a G forward pass per step. Returns (G logs, D logs or None); with apply=False
+    (G logs, G's gradients) and nothing is updated.
     """
     d_logs = None
     with tf.GradientTape() as tape:
@@ -197,15 +240,49 @@ class StarGAN(keras.Model):
         loss += self.lambda_id * loss_id
       else:
         loss_id = tf.constant(0.0)
-      scaled = self.g_optimizer.scale_loss(loss)
-    variables = self.generator.trainable_variables
-    self.g_optimizer.apply_gradients(zip(tape.gradient(scaled, variables), variables))
+      scaled = self.g_optimizer.scale_loss(_per_replica(loss))
+    grads = tape.gradient(scaled, self.generator.trainable_variables)
+    logs = {"G/loss": loss, "G/loss_fake": loss_fake, "G/loss_rec": loss_rec,
+            "G/loss_cls": loss_cls, "G/loss_id": loss_id, "G/loss_guide": loss_guide}
+    if not apply:
+      return logs, grads
+    self._apply_g(grads)
+    return logs, d_logs
+
+  def _apply_g(self, grads):
+    """G's optimizer step on `grads`, then the moving average."""
+    self.g_optimizer.apply_gradients(zip(grads, self.generator.trainable_variables))
     if self.generator_ema is not None:
       decay = self.g_ema_decay
       for ema, var in zip(self.generator_ema.weights, self.generator.weights):
         ema.assign(decay * ema + (1.0 - decay) * var)
-    return {"G/loss": loss, "G/loss_fake": loss_fake, "G/loss_rec": loss_rec,
-            "G/loss_cls": loss_cls, "G/loss_id": loss_id, "G/loss_guide": loss_guide}, d_logs
+    return tf.constant(True)
+
+  def _g_step_if(self, do_g, x_real, label_trg, onehot_org, onehot_trg):
+    """The G step when `do_g` (the same on every replica), else zero logs."""
+    zero = {name: tf.constant(0.0) for name in
+            ("G/loss", "G/loss_fake", "G/loss_rec", "G/loss_cls", "G/loss_id", "G/loss_guide")}
+    if tf.distribute.get_strategy().num_replicas_in_sync == 1:
+      return tf.cond(do_g, lambda: self._g_step(x_real, label_trg, onehot_org, onehot_trg)[0],
+                     lambda: zero)
+    # Several replicas: a cond in a replica may not hold the gradients' all-reduce
+    # (MirroredStrategy refuses a merge_call there). So the cond computes G's gradients
+    # (no sync), and the update runs under a cond in cross-replica context, as Keras'
+    # LossScaleOptimizer does.
+    variables = self.generator.trainable_variables
+    logs, grads = tf.cond(
+        do_g, lambda: self._g_step(x_real, label_trg, onehot_org, onehot_trg, apply=False),
+        lambda: (zero, [tf.zeros_like(v) for v in variables]))
+
+    def cross_replica(strategy, do_g, grads):
+      first = strategy.experimental_local_results(do_g)[0]
+      tf.cond(first,
+              lambda: strategy.extended.call_for_each_replica(self._apply_g, args=(grads,)),
+              lambda: strategy.extended.call_for_each_replica(lambda g: tf.constant(False),
+                                                              args=(grads,)))
+
+    tf.distribute.get_replica_context().merge_call(cross_replica, args=(do_g, grads))
+    return logs
 
   def train_step(self, data):
     x_real, label_org, label_trg = data
@@ -223,10 +300,7 @@ class StarGAN(keras.Model):
       # The read is ordered after the D update (automatic control dependencies).
       done = tf.convert_to_tensor(self.d_optimizer.iterations)
       do_g = tf.equal(done % self.n_critic, 0)
-      g_logs = tf.cond(
-          do_g, lambda: self._g_step(x_real, label_trg, onehot_org, onehot_trg)[0],
-          lambda: {"G/loss": 0.0, "G/loss_fake": 0.0, "G/loss_rec": 0.0, "G/loss_cls": 0.0,
-                   "G/loss_id": 0.0, "G/loss_guide": 0.0})
+      g_logs = self._g_step_if(do_g, x_real, label_trg, onehot_org, onehot_trg)
       g_weight = tf.cast(do_g, tf.float32)
     for name, value in logs.items():
       self.trackers[name].update_state(value)

@@ -288,7 +288,7 @@ def train(cfg: TrainConfig) -> dict:
   start = 0
   if resuming:
     meta = runs.restore_latest(cfg.run_dir, model.checkpoint_groups(),
-                               optional=("generator_ema",))
+                               optional=("generator_ema", "g_loss_scale", "d_loss_scale"))
     start = int(meta["step"]) if meta else 0
     if meta and "generator_ema" not in meta["restored"]:
       model.reset_ema()  # EMA switched on in a resumed run: start it at the restored G

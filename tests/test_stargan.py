@@ -132,3 +132,79 @@ def test_generator_moving_average():
   assert "generator_ema" in model.checkpoint_groups()
   assert model.inference_generator is model.generator_ema
   assert _model().inference_generator is not None and _model().generator_ema is None
+
+
+@pytest.fixture
+def float16_policy():
+  keras.mixed_precision.set_global_policy("mixed_float16")
+  try:
+    yield
+  finally:
+    keras.mixed_precision.set_global_policy("float32")
+
+
+def test_mixed_float16_scales_both_losses_and_still_trains(float16_policy):
+  model = _model(gan_loss="wgan-gp")
+  for opt in (model.g_optimizer, model.d_optimizer):
+    assert isinstance(opt, keras.optimizers.LossScaleOptimizer)
+    # The loss the tape differentiates is multiplied by the dynamic scale (2**15 at first).
+    assert float(opt.scale_loss(tf.constant(3.0))) == 3.0 * 2 ** 15
+  assert model.generator.compute_dtype == "float16"
+  g0, d0 = _snapshot(model.generator), _snapshot(model.discriminator)
+  history = model.fit(tf.data.Dataset.from_tensors(_batch()).repeat(3), epochs=1, verbose=0)
+  assert all(np.isfinite(v[-1]) for v in history.history.values())
+  # Steps count inner Adam updates: a step skipped for overflowing gradients would not.
+  assert int(model.step.numpy()) >= 1 and int(model.g_optimizer.iterations.numpy()) >= 1
+  assert _changed(g0, model.generator) and _changed(d0, model.discriminator)
+  groups = model.checkpoint_groups()
+  # Checkpoints keep plain Adam state (same layout as float32) plus the two loss scales.
+  assert len(groups["g_optimizer"]) == len(_model_f32_groups()["g_optimizer"])
+  assert {"g_loss_scale", "d_loss_scale"} <= set(groups)
+
+
+def _model_f32_groups():
+  policy = keras.mixed_precision.global_policy().name
+  keras.mixed_precision.set_global_policy("float32")
+  try:
+    return _model().checkpoint_groups()
+  finally:
+    keras.mixed_precision.set_global_policy(policy)
+
+
+def test_float32_has_no_loss_scaling():
+  model = _model()
+  assert not isinstance(model.g_optimizer, keras.optimizers.LossScaleOptimizer)
+  assert float(model.g_optimizer.scale_loss(tf.constant(3.0))) == 3.0
+  assert "g_loss_scale" not in model.checkpoint_groups()
+
+
+def _sgd_model(**compile_kwargs):
+  keras.utils.set_random_seed(0)
+  g, d = models.build_models(TINY)
+  model = stargan.StarGAN(g, d)
+  model.compile(keras.optimizers.SGD(0.1), keras.optimizers.SGD(0.1), **compile_kwargs)
+  return model
+
+
+def _update(before, net):
+  return np.concatenate([(w.numpy() - b).ravel() for b, w in zip(before, net.trainable_weights)])
+
+
+def test_jit_compiled_step_equals_the_eager_step():
+  # The XLA path is what GPUs run (--jit_compile=auto); it must compute the same update.
+  # SGD, so the update is the gradient itself (Adam's first steps are sign-like and
+  # would magnify rounding in near-zero gradients).
+  batch = tf.data.Dataset.from_tensors(_batch(seed=3))
+  eager, jitted = _sgd_model(run_eagerly=True), _sgd_model(jit_compile=True)
+  assert jitted.jit_compile and eager.run_eagerly and not eager.jit_compile
+  start = {net: _snapshot(getattr(eager, net)) for net in ("generator", "discriminator")}
+  eager_logs = eager.fit(batch, epochs=1, verbose=0).history
+  jit_logs = jitted.fit(batch, epochs=1, verbose=0).history
+  assert int(jitted.step.numpy()) == 1
+  for net in ("generator", "discriminator"):
+    u_eager = _update(start[net], getattr(eager, net))
+    u_jit = _update(start[net], getattr(jitted, net))
+    assert np.linalg.norm(u_eager) > 1e-3                   # the step did move the weights
+    assert np.linalg.norm(u_jit - u_eager) <= 1e-4 * np.linalg.norm(u_eager), net
+  for key in ("D/loss", "G/loss"):
+    assert jit_logs[key][-1] == pytest.approx(eager_logs[key][-1], rel=1e-5)

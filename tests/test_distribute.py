@@ -1,0 +1,142 @@
+"""Data-parallel training is one device's training, only faster: MirroredStrategy on two
+logical CPUs against one device, multi-worker training on localhost, device choices."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from faceexpr_tf import devices
+from faceexpr_tf import distribute
+from faceexpr_tf import errors
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# Runs in a fresh process: logical devices must be set before TensorFlow initialises.
+_MIRRORED = textwrap.dedent("""
+    import json, sys
+    import tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    import keras, numpy as np
+    from faceexpr_tf import models, stargan
+    TINY = models.ModelConfig(g_conv_dim=8, g_repeat_num=1, d_conv_dim=8)
+    n_critic = int(sys.argv[1])
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-1, 1, (8, 48, 48, 1)).astype(np.float32)
+    org = rng.integers(0, 4, 8).astype(np.int32)
+    batch = (x, org, ((org + 1) % 4).astype(np.int32))
+
+    def update(strategy):
+      with strategy.scope():
+        keras.utils.set_random_seed(0)
+        g, d = models.build_models(TINY)
+        m = stargan.StarGAN(g, d, n_critic=n_critic, g_ema_decay=0.5)
+        # SGD: the update is the gradient itself, so a wrong scale shows (Adam hides it).
+        m.compile(keras.optimizers.SGD(0.5), keras.optimizers.SGD(0.5))
+      groups = ("generator", "discriminator", "generator_ema")
+      before = {k: [v.numpy().copy() for v in m.checkpoint_groups()[k]] for k in groups}
+      m.fit(tf.data.Dataset.from_tensors(batch).repeat(n_critic), epochs=1, verbose=0)
+      return m, {k: np.concatenate([(v.numpy() - b).ravel() for v, b in zip(
+          m.checkpoint_groups()[k], before[k])]) for k in groups}
+
+    one_model, one = update(tf.distribute.OneDeviceStrategy("/cpu:0"))
+    runs = {"mirrored": update(tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))}
+    if "--unscaled" in sys.argv:   # what the step did before losses were scaled per replica
+      stargan._per_replica = lambda loss: loss
+      runs["unscaled"] = update(tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))
+    out = {"steps": int(one_model.step.numpy()),
+           "g_steps": int(one_model.g_optimizer.iterations.numpy())}
+    for name, (model, u) in runs.items():
+      out[name] = {k: {"norm": float(np.linalg.norm(one[k])),
+                       "rel_diff": float(np.linalg.norm(u[k] - one[k]) / np.linalg.norm(one[k])),
+                       "ratio": float(np.linalg.norm(u[k]) / np.linalg.norm(one[k]))}
+                   for k in u}
+      out[name]["replicas"] = model.distribute_strategy.num_replicas_in_sync
+    print("RESULT " + json.dumps(out))
+""")
+
+
+def _run_mirrored(*args):
+  env = dict(os.environ, PYTHONPATH=ROOT, CUDA_VISIBLE_DEVICES="")
+  out = subprocess.run([sys.executable, "-c", _MIRRORED, *args], cwd=ROOT, env=env,
+                       capture_output=True, text=True, timeout=240)
+  assert out.returncode == 0, out.stderr[-3000:]
+  line = next(l for l in out.stdout.splitlines() if l.startswith("RESULT "))
+  return json.loads(line[len("RESULT "):])
+
+
+# Tolerance: float32 sums taken in another order (two half-batch gradients all-reduced)
+# differ from one device's by ~1e-7 relative; 1e-5 leaves room and still catches any
+# wrong scale (a factor of 2 is a relative difference of 1).
+TOLERANCE = 1e-5
+
+
+def test_mirrored_two_devices_make_the_same_update_as_one():
+  result = _run_mirrored("1", "--unscaled")
+  assert result["mirrored"]["replicas"] == 2 and result["steps"] == 1
+  for net in ("generator", "discriminator", "generator_ema"):
+    assert result["mirrored"][net]["norm"] > 1e-2                 # the step moved weights
+    assert result["mirrored"][net]["rel_diff"] < TOLERANCE, (net, result)
+  # Without the per-replica scaling the summed gradients are twice too large (G's about
+  # twice: it is scored by the D that the doubled step just moved).
+  assert result["unscaled"]["discriminator"]["ratio"] == pytest.approx(2.0, rel=1e-3)
+  assert result["unscaled"]["generator"]["ratio"] == pytest.approx(2.0, rel=0.05)
+
+
+def test_mirrored_n_critic_schedule_matches_one_device():
+  # n_critic 2: two D updates, then G's update under a cond (cross-replica: see stargan).
+  result = _run_mirrored("2")
+  assert result["steps"] == 2 and result["g_steps"] == 1
+  for net in ("generator", "discriminator", "generator_ema"):
+    assert result["mirrored"][net]["rel_diff"] < TOLERANCE, (net, result)
+
+
+# --- device choices, from device descriptions ---------------------------------------------
+
+@pytest.mark.parametrize("capabilities,flags,precision,jit", [
+    ([(8, 0)], frozenset(), "mixed_bfloat16", True),              # A100
+    ([(9, 0), (9, 0)], frozenset(), "mixed_bfloat16", True),      # 2 x H100
+    ([(7, 5)], frozenset(), "mixed_float16", True),               # T4: fp16 + loss scaling
+    ([(7, 0)], frozenset(), "mixed_float16", True),               # V100
+    ([(8, 6), (7, 5)], frozenset(), "mixed_float16", True),       # mixed: the oldest decides
+    ([], frozenset({"avx2", "avx512_bf16"}), "mixed_bfloat16", False),  # CPU, native bf16
+    ([], frozenset({"amx_bf16"}), "mixed_bfloat16", False),
+    ([], frozenset({"avx2", "fma"}), "float32", False),           # CPU, emulated bf16
+])
+def test_auto_precision_and_jit(capabilities, flags, precision, jit):
+  assert devices.auto_precision(capabilities, flags) == precision
+  assert devices.auto_jit(capabilities) is jit
+
+
+def test_device_flags_refuse_unknown_values():
+  with pytest.raises(errors.UserError, match="--precision=fp8"):
+    devices.choose_precision("fp8")
+  with pytest.raises(errors.UserError, match="--jit_compile=maybe"):
+    devices.choose_jit("maybe")
+  with pytest.raises(errors.UserError, match="--strategy=tpu"):
+    devices.choose_strategy("tpu")
+
+
+@pytest.mark.parametrize("config,message", [
+    ({}, "needs TF_CONFIG"),
+    ({"cluster": {"worker": ["a:1", "b:2"]}}, "task"),
+    ({"cluster": {"worker": ["a:1"]}, "task": {"type": "worker", "index": 3}}, "index 3"),
+    ({"cluster": {"worker": ["a:1"], "chief": ["c:1"]},
+      "task": {"type": "worker", "index": 0}}, "chief"),
+])
+def test_bad_tf_config_is_one_line(config, message):
+  with pytest.raises(errors.UserError, match=message):
+    distribute.check_tf_config(config)
+
+
+def test_tf_config_parsing(monkeypatch):
+  monkeypatch.setenv("TF_CONFIG", "{not json")
+  with pytest.raises(errors.UserError, match="not valid JSON"):
+    distribute.tf_config()
+  config = {"cluster": {"worker": ["a:1", "b:2"]}, "task": {"type": "worker", "index": 1}}
+  monkeypatch.setenv("TF_CONFIG", json.dumps(config))
+  assert distribute.check_tf_config(distribute.tf_config()) == (1, 2)
