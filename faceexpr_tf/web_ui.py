@@ -174,8 +174,8 @@ def build(page: Page) -> gr.Blocks:
     with gr.Row():
       shown = [gr.Image(label=name, interactive=False, elem_id=f"expr-{name.lower()}")
                for name in t.emotions]
-    steps = gr.Image(label="Intermediate steps (rows: emotions; columns: intensity)",
-                     interactive=False, elem_id="steps")
+    steps = gr.Image(label=f"Intermediate steps (rows: {', '.join(t.emotions)}; columns: "
+                     "intensity)", interactive=False, elem_id="steps")
     download = gr.File(label="Download the grid (PNG)", elem_id="download")
 
     def handler(image, a):

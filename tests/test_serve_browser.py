@@ -1,0 +1,194 @@
+"""`main.py serve` in a real browser: headless Chromium (Debian's `chromium`, driven by the
+Playwright Python package) against the real server on 127.0.0.1.
+
+Skips, saying why, when chromium or playwright is missing (.ci/run installs both).
+The page's screenshot goes to the test's tmp dir; to refresh the README's picture run
+
+    FACEEXPR_UPDATE_SCREENSHOT=1 .venv/bin/python -m pytest tests/test_serve_browser.py
+"""
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import cv2
+import numpy as np
+import pytest
+
+from faceexpr_tf import faces
+from faceexpr_tf import visualize
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DOCS_SCREENSHOT = os.path.join(REPO, "docs", "serve_page.png")
+CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync"]
+START_TIMEOUT_S = 120   # TensorFlow, the model and Gradio on a busy 2-core machine
+WAIT_MS = 60_000        # any one thing on the page
+
+
+def _chromium() -> str:
+  path = shutil.which("chromium") or shutil.which("chromium-browser")
+  if not path:
+    pytest.skip("no chromium browser on PATH (Debian: apt-get install chromium; .ci/run "
+                "installs it as root)")
+  return path
+
+
+sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is "
+                               "not installed (pip install -e \".[test]\")")
+pytest.importorskip("gradio", reason="the `web` extra (gradio) is not installed")
+
+
+def _free_port() -> int:
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+  """`python main.py serve` on a free loopback port; its base URL."""
+  port = _free_port()
+  log = tmp_path_factory.mktemp("serve") / "serve.log"
+  with open(log, "w") as out:
+    process = subprocess.Popen([sys.executable, os.path.join(REPO, "main.py"), "serve",
+                                f"--port={port}"], cwd=REPO, stdout=out,
+                               stderr=subprocess.STDOUT)
+  url = f"http://127.0.0.1:{port}"
+  try:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while True:
+      if process.poll() is not None:
+        pytest.fail(f"main.py serve exited with {process.returncode}:\n{log.read_text()}")
+      try:
+        with urllib.request.urlopen(url + "/healthz", timeout=2) as response:
+          if response.status == 200:
+            break
+      except OSError:
+        pass
+      if time.monotonic() > deadline:
+        pytest.fail(f"main.py serve not up within {START_TIMEOUT_S} s:\n{log.read_text()}")
+      time.sleep(0.5)
+    yield url
+  finally:
+    process.terminate()
+    try:
+      process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+      process.kill()
+      process.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def browser():
+  executable = _chromium()
+  with sync_api.sync_playwright() as playwright:
+    launched = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS,
+                                          timeout=WAIT_MS)
+    yield launched
+    launched.close()
+
+
+@pytest.fixture(scope="module")
+def astronaut(tmp_path_factory):
+  skimage_data = pytest.importorskip("skimage.data", reason="scikit-image (test extra)")
+  photo = skimage_data.astronaut()  # NASA, public domain
+  path = tmp_path_factory.mktemp("photos") / "astronaut.png"
+  cv2.imwrite(str(path), cv2.cvtColor(photo, cv2.COLOR_RGB2BGR))
+  return photo, str(path)
+
+
+def _open(browser, url):
+  page = browser.new_page(viewport={"width": 1280, "height": 1400})
+  page.set_default_timeout(WAIT_MS)
+  page.goto(url + "/", timeout=WAIT_MS)
+  page.wait_for_selector("#photo input[type=file]", state="attached")
+  return page
+
+
+def _image(page, src: str) -> np.ndarray:
+  body = page.request.get(src, timeout=WAIT_MS).body()
+  image = cv2.imdecode(np.frombuffer(body, np.uint8), cv2.IMREAD_COLOR)
+  assert image is not None, f"{src}: not an image"
+  return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def _save_for_docs(screenshot: str, width: int = 900):
+  """The README's copy: downscaled (area) so the repository stays small."""
+  image = cv2.imread(screenshot)
+  height = round(image.shape[0] * width / image.shape[1])
+  small = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
+  cv2.imwrite(DOCS_SCREENSHOT, small, [cv2.IMWRITE_PNG_COMPRESSION, 9])
+
+
+def _message(page, words: str) -> str:
+  page.wait_for_function(
+      "w => (document.querySelector('#message')?.innerText || '').includes(w)", arg=words,
+      timeout=WAIT_MS)
+  return page.locator("#message").inner_text()
+
+
+def test_upload_a_photo_and_see_four_expressions(server, browser, astronaut, tmp_path):
+  photo, path = astronaut
+  page = _open(browser, server)
+  page.locator("#photo input[type=file]").set_input_files(path)
+  message = _message(page, "Face at")
+  assert "Happy" in message  # what the classifier reads in her smile
+  names = ["angry", "happy", "sad", "surprise"]
+  for name in names:
+    page.wait_for_selector(f"#expr-{name} img")
+  shown = [_image(page, page.locator(f"#expr-{n} img").first.get_attribute("src"))
+           for n in names]
+  # The input as the page would show it: the detected face, model-sized, enlarged.
+  box = faces.detect_faces(faces.to_gray(photo))[0]
+  face = faces.to_model_input(faces.crop_square(photo, box), 48, 1)
+  source = visualize.enlarge(face, shown[0].shape[0]).astype(int)
+  for name, image in zip(names, shown):
+    assert image.shape == (192, 192, 3), name
+    assert np.abs(image.astype(int) - source).mean() > 1.0, f"{name} equals the input"
+  for i in range(4):
+    for j in range(i + 1, 4):
+      assert np.abs(shown[i].astype(int) - shown[j]).mean() > 0.5, (names[i], names[j])
+  page.wait_for_selector("#boxed img")
+  page.wait_for_selector("#steps img")
+  download = page.locator("#download a").first.get_attribute("href")
+  grid = _image(page, download)
+  assert grid.shape[1] > 5 * 48 * 4  # input + four emotions, 4x
+  screenshot = tmp_path / "serve_page.png"
+  page.screenshot(path=str(screenshot), full_page=True)
+  assert cv2.imread(str(screenshot)) is not None
+  if os.environ.get("FACEEXPR_UPDATE_SCREENSHOT"):
+    _save_for_docs(str(screenshot))
+  page.close()
+
+
+def test_bad_files_get_a_message_and_the_server_stays_up(server, browser, tmp_path):
+  page = _open(browser, server)
+  # A file that claims to be a PNG but is text: the server's message on the page.
+  fake = tmp_path / "holiday.png"
+  fake.write_text("this is not a picture")
+  page.locator("#photo input[type=file]").set_input_files(str(fake))
+  assert "holiday.png is not an image" in _message(page, "not an image")
+  # A photo without a face.
+  blank = tmp_path / "wall.png"
+  cv2.imwrite(str(blank), np.full((240, 320, 3), 200, np.uint8))
+  page.reload()
+  page.wait_for_selector("#photo input[type=file]", state="attached")
+  page.locator("#photo input[type=file]").set_input_files(str(blank))
+  assert "No face found" in _message(page, "No face found")
+  # A file that is plainly not an image is refused by the page itself.
+  page.reload()
+  page.wait_for_selector("#photo input[type=file]", state="attached")
+  notes = tmp_path / "notes.txt"
+  notes.write_text("hello")
+  page.locator("#photo input[type=file]").set_input_files(str(notes))
+  page.get_by_text("Invalid file type").first.wait_for(timeout=WAIT_MS)
+  # Then a sample face still works: the server is up.
+  page.locator("img[src*='astronaut_gray']").first.click()
+  assert "Face at" in _message(page, "Face at")
+  page.close()
