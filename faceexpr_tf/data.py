@@ -17,6 +17,7 @@ from absl import logging
 
 from faceexpr_tf import emotions as emotions_lib
 from faceexpr_tf import errors
+from faceexpr_tf import images as images_lib
 
 DEFAULT_EMOTIONS = emotions_lib.DEFAULT_EMOTIONS
 FER_SIZE = 48
@@ -444,9 +445,15 @@ def load_image_folder(root, emotions: Sequence[str] = DEFAULT_EMOTIONS, *,
 def _read_image(path: str, image_size: int) -> np.ndarray:
   """One image file -> uint8 [image_size, image_size, 1]."""
   try:
-    # channels=0: GIF and BMP decoders refuse channels=1, so convert below.
-    image = tf.io.decode_image(tf.io.read_file(path), channels=0,
-                               expand_animations=False)
+    images_lib.check_size(path, images_lib.read_head(path))
+    # channels=0: GIF and BMP decoders refuse channels=1, so convert below. EXIF
+    # orientation applied, as translate (OpenCV) and the SavedModel's bytes signature do.
+    image = images_lib.decode(tf.io.read_file(path), channels=0)
+  except images_lib.ImageTooLargeError as e:
+    raise DataError(str(e)) from None
+  except OSError as e:
+    raise DataError(f"{path}: cannot read image ({os.strerror(e.errno) if e.errno else e})"
+                    ) from None
   except tf.errors.OpError as e:
     raise DataError(f"{path}: cannot read image ({_tf_reason(e)})") from None
   channels = image.shape[-1]

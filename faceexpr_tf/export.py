@@ -39,6 +39,7 @@ from absl import logging
 
 from faceexpr_tf import emotions as emotions_lib
 from faceexpr_tf import errors
+from faceexpr_tf import images as images_lib
 from faceexpr_tf import inference
 from faceexpr_tf import optional
 from faceexpr_tf import pretrained
@@ -213,7 +214,8 @@ def build_serving_module(generator, emotions: Sequence[str], *, version: int = 0
       return tf.identity(image)
 
   def decode_one(data):
-    image = tf.io.decode_image(data, channels=3, expand_animations=False)
+    # The same decode as training folders and translate: EXIF orientation applied.
+    image = images_lib.decode(data, channels=3)
     if channels == 1:
       image = tf.image.rgb_to_grayscale(image)
     image = tf.cast(image, tf.float32)

@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 
 from faceexpr_tf import errors
+from faceexpr_tf import images
 
 CASCADE_FILE = "haarcascade_frontalface_default.xml"
 # Extensions we expect OpenCV to decode; used only to word the error for other files.
@@ -35,8 +36,16 @@ def read_image(path: str, color: bool = False) -> np.ndarray:
     raise ImageReadError(f"{path}: no such file")
   if os.path.isdir(path):
     raise ImageReadError(f"{path}: is a directory, not an image")
+  try:
+    images.check_size(path, images.read_head(path))  # before a decoder allocates it all
+  except OSError as e:
+    raise ImageReadError(f"{path}: cannot read ({os.strerror(e.errno) if e.errno else e})"
+                         ) from None
+  except images.ImageTooLargeError as e:
+    raise ImageReadError(str(e)) from None
   # cv2.imread returns None rather than raising; it also honours EXIF orientation, so
-  # phone photos come out upright.
+  # phone photos come out upright (as images.decode does for training folders and the
+  # SavedModel's bytes signature).
   flags = cv2.IMREAD_COLOR if color else cv2.IMREAD_GRAYSCALE
   image = cv2.imread(path, flags)
   if image is None or image.size == 0:

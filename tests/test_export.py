@@ -171,6 +171,20 @@ def test_translate_bytes_decodes_any_format_and_size(loaded, images):
   np.testing.assert_array_equal(decoded[0], direct.numpy()[0, ..., 0])
 
 
+def test_translate_bytes_turns_an_exif_rotated_jpeg_upright(loaded):
+  import test_images  # pylint: disable=g-import-not-at-top  (tests/ is on sys.path)
+  picture = test_images.upright_picture()
+  upright = test_images.exif_jpeg(picture, 1)
+  phone = test_images.exif_jpeg(picture, 6)            # stored sideways, EXIF says turn it
+  sideways = _encode(".jpg", np.ascontiguousarray(np.rot90(picture, 1)))  # no EXIF
+  out = loaded.signatures["translate_bytes"](
+      image_bytes=tf.constant([upright, phone, sideways]), target=tf.constant(["Sad"] * 3))
+  a, b, c = [cv2.imdecode(np.frombuffer(p, np.uint8), cv2.IMREAD_UNCHANGED).astype(int)
+             for p in out["png_bytes"].numpy()]
+  assert np.abs(a - b).mean() < 3            # the same upright face as the training folders
+  assert np.abs(a - c).mean() > 10           # what ignoring the orientation gives
+
+
 @pytest.mark.parametrize("signature,kwargs,message", [
     ("serving_default", {"target": ["happy", "Joyful", "x"]}, "unknown emotion name"),
     ("serving_default", {"target": ["happy"]}, "batch sizes differ"),
