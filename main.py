@@ -49,6 +49,8 @@ def _split_mode(argv):
 
 def main():
   mode, argv = _split_mode(sys.argv)
+  from faceexpr_tf import quiet  # before TensorFlow loads: drops its start-up noise only
+  quiet.install()
   # Importing the mode's module defines its flags (and only its flags).
   module = importlib.import_module(MODES[mode])
   from absl import app
