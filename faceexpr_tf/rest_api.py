@@ -83,6 +83,13 @@ class Batcher:
     self.batches = 0
     self.examples = 0
     self._closed = threading.Event()
+    if hasattr(translator, "compile_forward"):  # Keras: a tf.function, traced here
+      translator.compile_forward()
+      k, shape = translator.num_classes, (translator.image_size, translator.image_size,
+                                          translator.channels)
+      for n in (1, 2):  # after two shapes the trace takes any batch size
+        translator.forward_labels(np.zeros((n,) + shape, np.float32),
+                                  np.eye(k, dtype=np.float32)[np.zeros(n, int)])
     self._thread = threading.Thread(target=self._loop, name="faceexpr-model", daemon=True)
     self._thread.start()
 
