@@ -44,6 +44,17 @@ NOT_RUN = {
                                             "command); tests/test_serving_client.py runs "
                                             "the client against in-process REST and gRPC "
                                             "stand-ins",
+    "python main.py serve": "a long-running server; covered by tests/test_serve.py (REST, "
+                            "the serving client) and tests/test_serve_browser.py (the page "
+                            "in headless Chromium)",
+    "curl": "needs a running `main.py serve`; covered by tests/test_serve*.py",
+    "printf": "builds a request for a running `main.py serve` (then curl); covered by "
+              "tests/test_serve.py's translate_bytes tests",
+    "export": "sets TF_CONFIG for the two-machine example (host0, host1); "
+              "tests/test_distribute.py runs two workers on localhost",
+    "python main.py train --strategy=multi_worker": "needs the other machine of the "
+              "two-machine example; tests/test_distribute.py runs the same mode as two "
+              "workers on localhost",
 }
 
 # Appended to every `main.py <mode>` command: a few seconds each instead of hours.
