@@ -57,6 +57,18 @@ def _per_replica(loss):
   return loss / replicas if replicas > 1 else loss
 
 
+def _logs(values):
+  """A step's logs, as fit() can reduce them over the replicas.
+
+  Keras 3 (3.15) reduces a multi-worker step's outputs with strategy.reduce(MEAN, axis=0),
+  which needs a batch axis: there the scalars get one.
+  """
+  strategy = tf.distribute.get_strategy()
+  multi_worker = (isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+                  and strategy.extended._in_multi_worker_mode())  # pylint: disable=protected-access
+  return {k: tf.reshape(v, [1]) for k, v in values.items()} if multi_worker else values
+
+
 class StarGAN(keras.Model):
 
   def __init__(self, generator, discriminator, *, gan_loss="log", lambda_cls=1.0,
@@ -119,6 +131,14 @@ class StarGAN(keras.Model):
     # G and D come built; saying so keeps fit() under a tf.distribute strategy from
     # tracing call() symbolically to build the model (which it cannot: call takes a pair).
     self.built = True
+
+  def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+    # Keras 3's TF trainer (3.15) reduces a first batch over the replicas here, only to
+    # build an unbuilt model; under MultiWorkerMirroredStrategy that reduce of an
+    # (images, labels, labels) batch fails ("Attempt to convert a value (PerReplica...").
+    # StarGAN is built once compiled (G and D come built), so there is nothing to do.
+    if not self.built:
+      super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
 
   def reset_ema(self):
     """Starts the moving average at G's current weights (also after a restore)."""
@@ -307,7 +327,7 @@ class StarGAN(keras.Model):
     for name, value in g_logs.items():
       # A skipped G step must not drag the running means towards zero.
       self.trackers[name].update_state(value, sample_weight=g_weight)
-    return {name: self.trackers[name].result() for name in TRAIN_METRICS}
+    return _logs({name: self.trackers[name].result() for name in TRAIN_METRICS})
 
   def test_step(self, data):
     """Validation: D's class accuracy on real images, G's cycle L1, and how often D
@@ -322,4 +342,4 @@ class StarGAN(keras.Model):
     self.trackers["D/accuracy"].update_state(losses.accuracy(real_cls, label_org))
     self.trackers["G/loss_rec"].update_state(losses.reconstruction_loss(x_real, x_rec))
     self.trackers["G/fake_accuracy"].update_state(losses.accuracy(fake_cls, label_trg))
-    return {name: self.trackers[name].result() for name in EVAL_METRICS}
+    return _logs({name: self.trackers[name].result() for name in EVAL_METRICS})

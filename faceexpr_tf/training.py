@@ -13,6 +13,7 @@ import time
 
 import keras
 import numpy as np
+import tensorflow as tf
 from absl import flags
 from absl import logging
 
@@ -20,6 +21,7 @@ from faceexpr_tf import callbacks as callbacks_lib
 from faceexpr_tf import classifier as classifier_lib
 from faceexpr_tf import data
 from faceexpr_tf import devices
+from faceexpr_tf import distribute
 from faceexpr_tf import emotions as emotions_lib
 from faceexpr_tf import errors
 from faceexpr_tf import models
@@ -88,7 +90,8 @@ _BEST_FD_RATIO = flags.DEFINE_float("best_fd_ratio", scoring.BestRule.max_fd_rat
                                     "The best checkpoint's realism limit: FD at most this "
                                     "many times the real-vs-real floor.", **_D)
 # Optimisation.
-_BATCH_SIZE = flags.DEFINE_integer("batch_size", 8, "Images per step (global).", **_D)
+_BATCH_SIZE = flags.DEFINE_integer("batch_size", 8, "Images per step (global: split "
+                                   "evenly over all replicas of all workers).", **_D)
 _EPOCHS = flags.DEFINE_integer("epochs", 400, "Passes over the training set.", **_D)
 _MAX_STEPS = flags.DEFINE_integer("max_steps", 0, "Stop after this many steps in total "
                                   "(0: epochs x steps per epoch).", **_D)
@@ -104,7 +107,8 @@ _SEED = flags.DEFINE_integer("seed", 0, "Seed of weights, data order, flips, tar
 _PRECISION = flags.DEFINE_enum("precision", "auto", list(devices.PRECISIONS),
                                "auto: bf16 where the device has native bf16 math.", **_D)
 _JIT = flags.DEFINE_string("jit_compile", "auto", "XLA: auto (GPU only), true, false.", **_D)
-_STRATEGY = flags.DEFINE_string("strategy", "auto", "auto, default or mirrored (all GPUs).",
+_STRATEGY = flags.DEFINE_string("strategy", "auto", "auto, default, mirrored (all GPUs) or "
+                                "multi_worker (the machines in TF_CONFIG; worker 0 writes).",
                                 **_D)
 _STEPS_PER_EXECUTION = flags.DEFINE_integer("steps_per_execution", 1, "train steps per "
                                             "graph call (GPU: fewer host round trips).", **_D)
@@ -247,6 +251,44 @@ def build_stargan(cfg: TrainConfig, plan: devices.DevicePlan, total_steps: int =
   return model
 
 
+def _train_stream(cfg: TrainConfig, plan: devices.DevicePlan, faces: data.FaceSet,
+                  start_step: int, num_steps: int):
+  """The training batches; with several replicas, each gets its slice of the global batch.
+
+  Every input pipeline (one per worker) builds the same global batch from (seed, step)
+  and keeps its workers' share, split into one batch per local replica in replica order,
+  so the replicas of all workers together see exactly the batch one device would: the
+  run is the same whatever the number of replicas, and resumes on any number.
+  """
+  if plan.replicas == 1:
+    return data.make_train_dataset(faces, cfg.batch_size, seed=cfg.seed,
+                                   start_step=start_step, num_steps=num_steps,
+                                   flip=cfg.flip)
+  per_replica = cfg.batch_size // plan.replicas
+
+  def dataset_fn(context: tf.distribute.InputContext):
+    share = cfg.batch_size // context.num_input_pipelines
+    lo = context.input_pipeline_id * share
+    ds = data.make_train_dataset(faces, cfg.batch_size, seed=cfg.seed,
+                                 start_step=start_step, num_steps=num_steps, flip=cfg.flip)
+    ds = ds.map(lambda *batch: tuple(t[lo:lo + share] for t in batch))
+    return ds.unbatch().batch(per_replica, drop_remainder=True).prefetch(2)
+
+  options = tf.distribute.InputOptions(experimental_fetch_to_device=True)
+  return plan.strategy.distribute_datasets_from_function(dataset_fn, options)
+
+
+def _check_distribution(cfg: TrainConfig, plan: devices.DevicePlan):
+  if cfg.batch_size % plan.replicas:
+    raise errors.UserError(f"--batch_size={cfg.batch_size}: the global batch must split "
+                           f"evenly over {plan.replicas} replicas")
+  if distribute.num_workers(plan.strategy) > 1 and cfg.max_minutes:
+    # Each worker's clock would stop it at a different step, and the others would then
+    # wait for it in the next all-reduce.
+    raise errors.UserError("--max_minutes cannot stop several workers at the same step: "
+                           "use --max_steps with --strategy=multi_worker")
+
+
 def _scorer(cfg: TrainConfig, faces: data.FaceSet | None, writer):
   """The ScoreKeeper callback, or None when scoring is off."""
   if not cfg.eval_every or cfg.judge == "none":
@@ -279,8 +321,15 @@ def _raise_stop(signum, frame):
 def train(cfg: TrainConfig) -> dict:
   """Trains (or resumes) a run; returns a summary dict (step, stopped_by, ...)."""
   plan = devices.plan(cfg.precision, cfg.jit_compile, cfg.strategy)
-  resuming = runs.prepare_run_dir(
-      cfg.run_dir, runs.RunConfig(cfg.model, cfg.emotions, _training_record(cfg, plan)))
+  _check_distribution(cfg, plan)
+  # Only the chief (worker 0; any single-machine run) writes into the run dir; the other
+  # workers of a multi-worker run only read it, to resume from the same checkpoint.
+  chief = distribute.is_chief(plan.strategy)
+  if chief:
+    resuming = runs.prepare_run_dir(
+        cfg.run_dir, runs.RunConfig(cfg.model, cfg.emotions, _training_record(cfg, plan)))
+  else:
+    resuming = bool(runs.list_checkpoints(cfg.run_dir))
   train_faces, val_faces = _load_data(cfg)
   spe = data.steps_per_epoch(train_faces, cfg.batch_size)
   total = cfg.max_steps or cfg.epochs * spe
@@ -295,25 +344,22 @@ def train(cfg: TrainConfig) -> dict:
   if start >= total:
     logging.info("%s is already trained to step %d (of %d); nothing to do.", cfg.run_dir,
                  start, total)
-    return {"step": start, "total_steps": total, "stopped_by": "done"}
-  logging.info("%s at step %d of %d (%d steps per epoch, batch %d)",
-               "Resuming" if start else "Starting", start, total, spe, cfg.batch_size)
+    return {"step": start, "total_steps": total, "stopped_by": "done", "chief": chief}
+  logging.info("%s at step %d of %d (%d steps per epoch, global batch %d over %d "
+               "replica(s))", "Resuming" if start else "Starting", start, total, spe,
+               cfg.batch_size, plan.replicas)
 
-  checkpointer = callbacks_lib.Checkpointer(cfg.run_dir, cfg.checkpoint_every,
-                                            cfg.keep_checkpoints, spe)
-  sampler = callbacks_lib.SampleWriter(cfg.run_dir,
-                                       _sample_images(val_faces or train_faces),
-                                       cfg.emotions, cfg.sample_every, cfg.log_every)
-  progress = callbacks_lib.Progress(start, total, cfg.batch_size, cfg.log_every,
-                                    cfg.max_minutes * 60)
-  scorer = _scorer(cfg, val_faces, sampler.writer)
-  callbacks = [callbacks_lib.NanGuard(), checkpointer, sampler, progress]
-  if scorer is not None:
-    callbacks.insert(2, scorer)  # after the checkpoint of the same step
+  checkpointer, sampler, scorer, progress, callbacks = _callbacks(
+      cfg, chief, start, total, spe, train_faces, val_faces)
   for cb in callbacks:
     cb.set_model(model)
-  val_ds = (data.make_eval_dataset(val_faces, cfg.batch_size, seed=cfg.seed)
-            if val_faces is not None and cfg.validate else None)
+  val_ds = None
+  if val_faces is not None and cfg.validate:
+    if distribute.num_workers(plan.strategy) > 1:
+      logging.info("No per-epoch validation pass with several workers (the chief's "
+                   "--eval_every scoring still runs)")
+    else:
+      val_ds = data.make_eval_dataset(val_faces, cfg.batch_size, seed=cfg.seed)
   verbose = _verbosity(cfg.verbose)
 
   previous_handler = signal.signal(signal.SIGTERM, _raise_stop)
@@ -325,8 +371,7 @@ def train(cfg: TrainConfig) -> dict:
     while step < total:
       epoch = step // spe
       n = min((epoch + 1) * spe, total) - step
-      stream = data.make_train_dataset(train_faces, cfg.batch_size, seed=cfg.seed,
-                                       start_step=step, num_steps=n, flip=cfg.flip)
+      stream = _train_stream(cfg, plan, train_faces, step, n)
       t_epoch = time.time()
       model.fit(stream, epochs=epoch + 1, initial_epoch=epoch, steps_per_epoch=n,
                 validation_data=val_ds, callbacks=callbacks, verbose=verbose,
@@ -344,20 +389,40 @@ def train(cfg: TrainConfig) -> dict:
   finally:
     signal.signal(signal.SIGTERM, previous_handler)
   # A diverged run raised TrainingDiverged above and never gets here: no NaN is saved.
-  checkpointer.save()
   step = int(model.step.numpy())
-  if stopped_by == "done" or step % max(cfg.sample_every, 1):
+  if checkpointer is not None:
+    checkpointer.save()
+  if sampler is not None and (stopped_by == "done" or step % max(cfg.sample_every, 1)):
     sampler.write_sample(step)
   if (scorer is not None and stopped_by in ("done", "time_limit")
       and step % cfg.eval_every):
     scorer.score_now(step)  # the final G is always scored (and may become the best)
-  summary = {"step": step, "total_steps": total, "stopped_by": stopped_by,
+  summary = {"step": step, "total_steps": total, "stopped_by": stopped_by, "chief": chief,
              "seconds": round(time.time() - t0, 1),
              "images_per_second": round((step - start) * cfg.batch_size /
                                         max(time.time() - t0, 1e-9), 1)}
   logging.info("Training %s at step %d/%d: %s", "finished" if stopped_by == "done" else
                "stopped", step, total, summary)
   return summary
+
+
+def _callbacks(cfg: TrainConfig, chief: bool, start: int, total: int, spe: int,
+               train_faces: data.FaceSet, val_faces: data.FaceSet | None):
+  """(checkpointer, sampler, scorer, progress, all callbacks); writers only on the chief."""
+  progress = callbacks_lib.Progress(start, total, cfg.batch_size, cfg.log_every,
+                                    cfg.max_minutes * 60)
+  if not chief:
+    return None, None, None, progress, [callbacks_lib.NanGuard(), progress]
+  checkpointer = callbacks_lib.Checkpointer(cfg.run_dir, cfg.checkpoint_every,
+                                            cfg.keep_checkpoints, spe)
+  sampler = callbacks_lib.SampleWriter(cfg.run_dir,
+                                       _sample_images(val_faces or train_faces),
+                                       cfg.emotions, cfg.sample_every, cfg.log_every)
+  scorer = _scorer(cfg, val_faces, sampler.writer)
+  callbacks = [callbacks_lib.NanGuard(), checkpointer, sampler, progress]
+  if scorer is not None:
+    callbacks.insert(2, scorer)  # after the checkpoint of the same step
+  return checkpointer, sampler, scorer, progress, callbacks
 
 
 def _training_record(cfg: TrainConfig, plan: devices.DevicePlan) -> dict:
@@ -410,8 +475,8 @@ def run():
   summary = train(cfg)
   if summary["stopped_by"] in ("interrupt", "sigterm"):
     return 130
-  if cfg.report and cfg.data == "synthetic" and summary["stopped_by"] in ("done",
-                                                                         "time_limit"):
+  if (cfg.report and cfg.data == "synthetic" and summary["chief"]
+      and summary["stopped_by"] in ("done", "time_limit")):
     from faceexpr_tf import evaluate  # pylint: disable=g-import-not-at-top
     evaluate.synthetic_report(cfg.run_dir)
   return 0
