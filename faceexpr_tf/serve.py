@@ -10,6 +10,7 @@ analytics). Needs the `web` extra: pip install -e ".[web]".
 """
 
 import os
+import socket
 
 from absl import flags
 from absl import logging
@@ -72,9 +73,27 @@ def build_app(translator: inference.Translator, model_name: str = "faceexpr",
   return app
 
 
+def check_port(host: str, port: int):
+  """UserError now, before the slow model load, when the address cannot be listened on."""
+  try:
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+  except socket.gaierror as e:
+    raise errors.UserError(f"--host={host}: unknown address ({e.strerror})") from None
+  family, _, _, _, address = infos[0]
+  with socket.socket(family, socket.SOCK_STREAM) as s:
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+      s.bind(address)
+    except OSError as e:
+      raise errors.UserError(f"cannot listen on {host}:{port} ({e.strerror}); pick "
+                             "another --port") from None
+
+
 def run() -> int:
   os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
   uvicorn = optional.require("uvicorn", _WEB)
+  optional.require("gradio", _WEB)
+  check_port(_HOST.value, _PORT.value)
   from faceexpr_tf import rest_api  # pylint: disable=g-import-not-at-top
   translator = inference.load_translator(_MODEL.value or "pretrained")
   logging.info("Loaded %r", translator)
@@ -87,8 +106,6 @@ def run() -> int:
                _HOST.value, _PORT.value, _MODEL_NAME.value)
   try:
     uvicorn.run(app, host=_HOST.value, port=_PORT.value, log_level="warning")
-  except OSError as e:
-    raise errors.UserError(f"cannot listen on {_HOST.value}:{_PORT.value} ({e})") from None
   finally:
     batcher.close()
   return 0

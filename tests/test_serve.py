@@ -406,3 +406,13 @@ def test_page_messages_for_no_face_and_bad_files(translator, tmp_path, monkeypat
   monkeypatch.setattr(web_ui, "MAX_UPLOAD_BYTES", 10)
   big = photo.preprocess(data_classes.FileData(path=str(image), orig_name="face.png"))
   assert "face.png is too large" in page.translate(big, 1).message
+
+
+def test_a_busy_port_is_a_user_error_before_the_model_loads():
+  with socket.socket() as busy:
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    port = busy.getsockname()[1]
+    with pytest.raises(errors.UserError, match=f"cannot listen on 127.0.0.1:{port}"):
+      serve.check_port("127.0.0.1", port)
+  serve.check_port("127.0.0.1", port)  # free again
