@@ -145,6 +145,10 @@ def test_translate_bytes_returns_pngs_like_the_local_pipeline(client, translator
   near = translator.translate(face[None], [0])[0, ..., 0].astype(int)
   assert np.abs(outs[1].astype(int) - near).mean() < 8
   assert not np.array_equal(outs[0], face[..., 0])
+  columns = client.post(URL, json={"signature_name": "translate_bytes", "inputs": {
+      "image_bytes": [b64(png(face))], "target": ["Happy"]}})
+  assert columns.status_code == 200, columns.text
+  assert columns.json() == {"outputs": [predictions[0]]}
 
 
 def test_intensity_input_blends_toward_the_target(client, translator, probe_faces):

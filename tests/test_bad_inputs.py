@@ -1,0 +1,281 @@
+"""The bad-input corpus (tests/data/bad_inputs, written by tools/make_bad_inputs.py):
+each input gives one clear line naming what and where, the other inputs are still
+processed, nothing ends in a traceback or a hang. Each case is counted as tried and, when
+its test passes, as handled cleanly (the README's Reliability section quotes the count)."""
+
+import os
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from faceexpr_tf import data
+from faceexpr_tf import emotions as emotions_lib
+from faceexpr_tf import errors
+from faceexpr_tf import export
+from faceexpr_tf import faces
+from faceexpr_tf import inference
+from faceexpr_tf import models
+from faceexpr_tf import runs
+from faceexpr_tf import training
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CORPUS = os.path.join(ROOT, "tests", "data", "bad_inputs")
+TINY = models.ModelConfig(g_conv_dim=8, g_repeat_num=1, d_conv_dim=8)
+sys.path.insert(0, os.path.join(ROOT, "tools"))
+import make_bad_inputs  # noqa: E402  pylint: disable=g-import-not-at-top,wrong-import-position
+
+
+def _files(folder):
+  return sorted(os.listdir(os.path.join(CORPUS, folder)))
+
+
+def _one_line(error, path):
+  text = str(error)
+  assert "\n" not in text and "Traceback" not in text, text
+  assert path in text, text
+  return text
+
+
+def test_corpus_is_what_the_script_writes(tmp_path):
+  written = make_bad_inputs.write(str(tmp_path))
+  for folder, names in written.items():
+    assert _files(folder) == names, folder
+  for name in make_bad_inputs.csv_files():   # csv and checkpoints are byte-exact
+    with open(os.path.join(CORPUS, "csv", name), "rb") as f:
+      assert f.read() == (tmp_path / "csv" / name).read_bytes(), name
+
+
+# --- csv files ----------------------------------------------------------------------------
+
+BAD_ROW_FILES = sorted(list(make_bad_inputs.BAD_ROWS) + ["binary_garbage_row.csv",
+                                                         "non_utf8_row.csv"])
+WHOLE_FILE_ERRORS = {
+    "empty.csv": "file is empty", "empty.csv.gz": "file is empty",
+    "header_only.csv": "no images of Angry, Happy, Sad, Surprise",
+    "no_pixels_column.csv": "missing column 'pixels'",
+    "not_a_csv.csv": "missing column 'emotion'",
+    "truncated.csv.gz": "cannot decompress gzip data"}
+LOADS = {"ok_reference.csv": 4, "not_gzip.csv.gz": 2}   # plain text named .gz is read
+
+
+def test_csv_corpus_is_fully_covered():
+  assert sorted(BAD_ROW_FILES + list(WHOLE_FILE_ERRORS) + list(LOADS)) == _files("csv")
+
+
+@pytest.mark.parametrize("name", BAD_ROW_FILES)
+def test_bad_csv_row_names_file_and_line_or_is_skipped(name):
+  path = os.path.join(CORPUS, "csv", name)
+  with pytest.raises(data.DataError) as e:
+    data.load_fer2013_csv(path)
+  assert _one_line(e.value, path).startswith(f"{path} line 3: ")
+  # --skip_bad_rows: the good rows on both sides of it still load.
+  assert len(data.load_fer2013_csv(path, skip_bad_rows=True)) == 2
+
+
+@pytest.mark.parametrize("name", sorted(WHOLE_FILE_ERRORS))
+def test_unusable_csv_file_is_one_line(name):
+  path = os.path.join(CORPUS, "csv", name)
+  for skip in (False, True):
+    with pytest.raises(data.DataError, match=WHOLE_FILE_ERRORS[name]) as e:
+      data.load_fer2013_csv(path, skip_bad_rows=skip)
+    assert _one_line(e.value, path).startswith(f"{path}: ")
+
+
+@pytest.mark.parametrize("name", sorted(LOADS))
+def test_csv_controls_load(name):
+  assert len(data.load_fer2013_csv(os.path.join(CORPUS, "csv", name))) == LOADS[name]
+
+
+# --- photos for translate -----------------------------------------------------------------
+
+BAD_IMAGES = {
+    "bad_empty.png": "corrupt or truncated image", "bad_text.jpg": "corrupt or truncated",
+    "bad_truncated.png": "corrupt or truncated", "bad_truncated.jpg": "corrupt or truncated",
+    "bad_pdf_named.png": "corrupt or truncated", "bad_no_face.png": "no face",
+    "huge.png": "20000x20000 pixels is too large"}
+FACES_FOUND = {"ok_two_faces.png": 2}
+
+
+@pytest.fixture(scope="module")
+def translator():
+  return inference.load_translator("pretrained")
+
+
+def test_translate_reports_each_bad_photo_and_translates_the_rest(translator, tmp_path):
+  from faceexpr_tf import translate  # pylint: disable=g-import-not-at-top
+  import test_images  # pylint: disable=g-import-not-at-top  (tests/ is on sys.path)
+  folder = tmp_path / "photos"
+  folder.mkdir()
+  for name in _files("images"):
+    (folder / name).write_bytes(open(os.path.join(CORPUS, "images", name), "rb").read())
+  (folder / "huge.png").write_bytes(test_images.huge_png_header())
+  paths = sorted(str(p) for p in folder.iterdir())
+  opts = translate.Options(out_dir=str(tmp_path / "out"), class_ids=[1],
+                           names=["Happy"], scale=1, face_size=48)
+  written, failures = translate.translate_inputs(paths, translator, opts)
+  assert len(failures) == len(BAD_IMAGES)
+  for name, message in BAD_IMAGES.items():
+    line = [f for f in failures if f.startswith(str(folder / name) + ":")]
+    assert len(line) == 1 and message in line[0] and "\n" not in line[0], (name, failures)
+  good = [n for n in _files("images") if n.startswith("ok_")]
+  out = os.listdir(tmp_path / "out")
+  for name in good:
+    stem = os.path.splitext(name)[0]
+    found = len([f for f in out if f.startswith(stem + "_face") and f.endswith("_grid.png")])
+    assert found == FACES_FOUND.get(name, 1), (name, sorted(out))
+  assert written == sum(FACES_FOUND.get(n, 1) for n in good)
+
+
+def test_translate_cli_goes_on_past_bad_photos_and_exits_1(tmp_path):
+  bad = [os.path.join(CORPUS, "images", n) for n in ("bad_empty.png", "bad_text.jpg")]
+  good = os.path.join(CORPUS, "images", "ok_gray.png")
+  proc = subprocess.run(
+      [sys.executable, os.path.join(ROOT, "main.py"), "translate",
+       f"--input={','.join(bad + [good])}", f"--out={tmp_path}", "--emotions=Sad"],
+      capture_output=True, text=True, timeout=300, cwd=ROOT,
+      env={**os.environ, "PYTHONPATH": ROOT})
+  assert proc.returncode == 1, proc.stderr
+  assert "Traceback" not in proc.stderr
+  for path in bad:
+    assert f"{path}: corrupt or truncated image" in proc.stderr
+  assert "translated 1 face(s) from 1 of 3 input(s)" in proc.stderr
+  assert os.path.exists(tmp_path / "ok_gray_face0_grid.png")
+
+
+# --- checkpoints and .tflite files ------------------------------------------------------------
+
+CHECKPOINT_ERRORS = {
+    "ckpt-000000001.npz": "corrupt or incomplete checkpoint (empty file)",
+    "ckpt-000000002.npz": "corrupt or incomplete checkpoint (not a complete .npz archive)",
+    "ckpt-000000003.npz": "not a faceexpr-tf checkpoint",
+    "ckpt-000000004.npz": "not a faceexpr-tf checkpoint",
+    "ckpt-000000005.npz": "corrupt or incomplete checkpoint (not a complete .npz archive)"}
+
+
+@pytest.mark.parametrize("name", _files("checkpoints"))
+def test_foreign_or_broken_checkpoint_is_one_line(name):
+  path = os.path.join(CORPUS, "checkpoints", name)
+  with pytest.raises(runs.RunDirError, match=re.escape(CHECKPOINT_ERRORS[name])) as e:
+    runs.read_checkpoint(path, ["generator"])
+  _one_line(e.value, path)
+
+
+def _real_checkpoint(run_dir):
+  runs.prepare_run_dir(run_dir, runs.RunConfig(TINY, emotions_lib.DEFAULT_EMOTIONS))
+  g, _ = models.build_models(TINY)
+  return runs.save_checkpoint(run_dir, 1, {"generator": g.weights})
+
+
+@pytest.mark.parametrize("damage", ["cut_10", "cut_50", "cut_90", "cut_last_byte",
+                                    "flip_a_byte"])
+def test_damaged_real_checkpoint_is_one_line_and_no_run_dir_loads_it(tmp_path, damage):
+  run_dir = str(tmp_path / "run")
+  path = _real_checkpoint(run_dir)
+  blob = bytearray(open(path, "rb").read())
+  if damage == "flip_a_byte":
+    blob[len(blob) // 2] ^= 0xFF          # inside a weight array: its CRC no longer fits
+  else:
+    blob = blob[:{"cut_10": len(blob) // 10, "cut_50": len(blob) // 2,
+                  "cut_90": len(blob) * 9 // 10, "cut_last_byte": len(blob) - 1}[damage]]
+  with open(path, "wb") as f:
+    f.write(blob)
+  with pytest.raises(runs.RunDirError, match="corrupt or incomplete checkpoint") as e:
+    runs.read_checkpoint(path, ["generator"])
+  _one_line(e.value, path)
+  with pytest.raises(runs.RunDirError, match="no readable checkpoint") as e:
+    runs.load_generator(run_dir)
+  _one_line(e.value, run_dir)
+
+
+@pytest.mark.parametrize("name", _files("tflite"))
+def test_broken_tflite_is_one_line(name):
+  pytest.importorskip("ai_edge_litert", reason="reading .tflite files needs ai-edge-litert")
+  path = os.path.join(CORPUS, "tflite", name)
+  with pytest.raises(errors.UserError, match="corrupt or unreadable .tflite") as e:
+    inference.load_translator(path)
+  _one_line(e.value, path)
+
+
+# --- flags out of range -------------------------------------------------------------------
+
+@pytest.mark.parametrize("flag,value,message", [
+    ("batch_size", -8, "--batch_size=-8: must be at least 1"),
+    ("steps_per_execution", 0, "--steps_per_execution=0: must be at least 1"),
+    ("checkpoint_every", -1, "--checkpoint_every=-1: must be 0 or more"),
+    ("image_size", 50, "--image_size=50: must be a positive multiple of 16"),
+    ("g_lr", 0.0, "--g_lr=0.0: must be above 0"),
+    ("beta2", 1.0, "--beta2=1.0: must be in [0, 1)"),
+    ("eval_faces", 2, "--eval_faces=2: must be 0 (all) or at least 4"),
+])
+def test_training_flag_out_of_range_is_one_line(parsed_flags, flag, value, message):
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  flags.FLAGS[flag].value = value
+  with pytest.raises(errors.UserError) as e:
+    training.check_flags()
+  assert str(e.value).startswith(message) and "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("value,message", [
+    ("Happy,Bored", "unknown emotion 'Bored'"), ("Happy,Happy", "listed twice")])
+def test_unknown_or_repeated_emotion_is_one_line(value, message):
+  with pytest.raises(errors.UserError, match=message) as e:
+    emotions_lib.parse_emotions(value)
+  assert "\n" not in str(e.value)
+
+
+# --- serving requests to the SavedModel ------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+  import keras  # pylint: disable=g-import-not-at-top
+  keras.utils.set_random_seed(0)
+  g = models.Generator(TINY)
+  g.build()
+  base = str(tmp_path_factory.mktemp("exports"))
+  return tf.saved_model.load(export.export_saved_model(g, emotions_lib.DEFAULT_EMOTIONS,
+                                                       base, step=1))
+
+
+def _call(served, signature, **inputs):
+  return served.signatures[signature](**{k: tf.constant(v) for k, v in inputs.items()})
+
+
+def test_empty_batch_is_an_empty_answer(served):
+  out = _call(served, "serving_default", image=np.zeros((0, 48, 48, 1), np.uint8),
+              target=np.zeros((0,), str))
+  assert out["image"].shape == (0, 48, 48, 1)
+  out = _call(served, "translate_all", image=np.zeros((0, 48, 48, 1), np.uint8))
+  assert out["images"].shape == (0, 4, 48, 48, 1)
+  out = _call(served, "translate_bytes", image_bytes=np.zeros((0,), bytes),
+              target=np.zeros((0,), str))
+  assert out["png_bytes"].shape == (0,)
+
+
+@pytest.mark.parametrize("signature,inputs,error,message", [
+    ("serving_default", {"image": np.zeros((1, 48, 48, 1), np.float32), "target": ["Sad"]},
+     (TypeError, ValueError, tf.errors.InvalidArgumentError), "uint8|dtype|float"),
+    ("serving_default", {"image": np.zeros((1, 48, 48), np.uint8), "target": ["Sad"]},
+     (TypeError, ValueError, tf.errors.InvalidArgumentError), "shape|rank|image must be"),
+    ("serving_default", {"image": np.zeros((1, 48, 48, 1), np.uint8), "target": ["Bored"]},
+     tf.errors.InvalidArgumentError, "unknown emotion name.*Bored"),
+    ("translate_ids", {"image": np.zeros((1, 48, 48, 1), np.float32), "target": [7]},
+     tf.errors.InvalidArgumentError, "out of range"),
+    ("translate_bytes", {"image_bytes": [b"\xff\xd8\xff garbage"], "target": ["Sad"]},
+     tf.errors.InvalidArgumentError, "(?i)jpeg"),
+    ("translate_bytes", {"image_bytes": [b"GIF89a"], "target": ["Sad"]},
+     tf.errors.InvalidArgumentError, "(?i)gif"),
+])
+def test_bad_request_is_a_clear_error(served, signature, inputs, error, message):
+  with pytest.raises(error, match=message):
+    _call(served, signature, **inputs)
+
+
+def test_huge_image_upload_is_refused_before_decoding(served):
+  import test_images  # pylint: disable=g-import-not-at-top  (tests/ is on sys.path)
+  with pytest.raises(tf.errors.InvalidArgumentError, match="image too large to decode"):
+    _call(served, "translate_bytes", image_bytes=[test_images.huge_png_header()],
+          target=["Sad"])
