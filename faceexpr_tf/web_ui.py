@@ -39,34 +39,49 @@ class Rejected:
   message: str
 
 
-class PhotoInput(gr.Image):
-  """gr.Image that hands a Rejected to the handler instead of failing in preprocessing,
-  so a non-image or oversized file gets a message on the page, not a generic toast."""
+def check_upload(payload) -> Rejected | None:
+  """Why an uploaded file cannot be a photo here (not an image, too large), or None."""
+  if payload is None or not getattr(payload, "path", None):
+    return None
+  import PIL.Image  # pylint: disable=g-import-not-at-top  (gradio's dependency)
+  name = os.path.basename(payload.orig_name or payload.path)
+  size = os.path.getsize(payload.path)
+  if size > MAX_UPLOAD_BYTES:
+    return Rejected(f"{name} is too large: {size / 2**20:.1f} MB (the limit is "
+                    f"{MAX_UPLOAD_BYTES / 2**20:.0f} MB)")
+  try:
+    with PIL.Image.open(payload.path) as image:
+      width, height = image.size
+  except Exception:  # pylint: disable=broad-except  (PIL raises many kinds)
+    return Rejected(f"{name} is not an image: upload a photo (PNG, JPEG, WebP, BMP, GIF)")
+  if width * height > MAX_UPLOAD_PIXELS:
+    return Rejected(f"{name} is too large: {width}x{height} pixels (the limit is "
+                    f"{MAX_UPLOAD_PIXELS / 1e6:.0f} megapixels)")
+  return None
 
-  is_template = True  # the browser side is gr.Image's
 
-  def preprocess(self, payload):
-    if payload is None or not getattr(payload, "path", None):
-      return super().preprocess(payload)
-    import PIL.Image  # pylint: disable=g-import-not-at-top  (gradio's dependency)
-    name = os.path.basename(payload.orig_name or payload.path)
-    size = os.path.getsize(payload.path)
-    if size > MAX_UPLOAD_BYTES:
-      return Rejected(f"{name} is too large: {size / 2**20:.1f} MB (the limit is "
-                      f"{MAX_UPLOAD_BYTES / 2**20:.0f} MB)")
+def photo_input(**kwargs) -> gr.Image:
+  """A gr.Image whose preprocessing hands the handler a Rejected instead of failing, so a
+  non-image or oversized file gets a message on the page, not a generic error toast.
+
+  (The instance's preprocess is wrapped rather than gr.Image subclassed: Gradio writes a
+  .pyi stub next to the module of every component class defined.)
+  """
+  image = gr.Image(**kwargs)
+  plain = image.preprocess
+
+  def preprocess(payload):
+    rejected = check_upload(payload)
+    if rejected is not None:
+      return rejected
     try:
-      with PIL.Image.open(payload.path) as image:
-        width, height = image.size
-    except Exception:  # pylint: disable=broad-except  (PIL raises many kinds)
-      return Rejected(f"{name} is not an image: upload a photo (PNG, JPEG, WebP, BMP, "
-                      "GIF)")
-    if width * height > MAX_UPLOAD_PIXELS:
-      return Rejected(f"{name} is too large: {width}x{height} pixels (the limit is "
-                      f"{MAX_UPLOAD_PIXELS / 1e6:.0f} megapixels)")
-    try:
-      return super().preprocess(payload)
+      return plain(payload)
     except Exception:  # pylint: disable=broad-except
-      return Rejected(f"{name}: a corrupt or truncated image")
+      return Rejected(f"{os.path.basename(payload.orig_name or payload.path)}: a corrupt "
+                      "or truncated image")
+
+  image.preprocess = preprocess
+  return image
 
 
 @dataclasses.dataclass
@@ -159,9 +174,9 @@ def build(page: Page) -> gr.Blocks:
                 f"({', '.join(t.emotions)}). Model: {t.source}.")
     with gr.Row():
       with gr.Column(scale=1):
-        photo = PhotoInput(sources=["upload", "webcam", "clipboard"], type="numpy",
-                           label="Your photo (upload, drop, paste or webcam)",
-                           elem_id="photo")
+        photo = photo_input(sources=["upload", "webcam", "clipboard"], type="numpy",
+                            label="Your photo (upload, drop, paste or webcam)",
+                            elem_id="photo")
         alpha = gr.Slider(0.0, 1.0, value=1.0, step=0.05, label="Intensity (0: the "
                           "input, 1: the full expression)", elem_id="intensity",
                           interactive=t.takes_label_vectors)

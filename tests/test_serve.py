@@ -399,7 +399,7 @@ def test_page_messages_for_no_face_and_bad_files(translator, tmp_path, monkeypat
   assert "No face found" in page.translate(np.full((200, 200, 3), 128, np.uint8),
                                            1).message
   from gradio import data_classes  # pylint: disable=g-import-not-at-top
-  photo = web_ui.PhotoInput(type="numpy")
+  photo = web_ui.photo_input(type="numpy")
   text = tmp_path / "notes.txt"
   text.write_text("not a picture")
   rejected = photo.preprocess(data_classes.FileData(path=str(text), orig_name="notes.txt"))
