@@ -23,7 +23,6 @@ full queue answers 503; FastAPI runs these (sync) routes in its bounded thread p
 import base64
 import concurrent.futures
 import dataclasses
-import io
 import queue
 import threading
 import time
@@ -288,22 +287,24 @@ def _array(values: list, tensor: Tensor, what: str) -> np.ndarray:
 
 def decode_image_bytes(data: bytes, translator: inference.Translator, what: str
                        ) -> np.ndarray:
-  """PNG/JPEG/BMP/GIF bytes -> uint8 [S, S, C] as translate_bytes does: the whole image
-  made the model's size (faces.to_model_input: gray, area shrink / linear growth)."""
-  import PIL.Image  # pylint: disable=g-import-not-at-top  (gradio's dependency: web extra)
+  """PNG/JPEG/BMP/GIF bytes -> uint8 [S, S, C] as translate_bytes does: the whole image,
+  upright by its EXIF orientation (images.decode, the SavedModel's decoder), made the
+  model's size by faces.to_model_input (gray; area shrink, linear growth)."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from faceexpr_tf import images  # pylint: disable=g-import-not-at-top
   if not data.startswith(_IMAGE_MAGIC):
     raise RequestError(f"{what}: not a PNG, JPEG, BMP or GIF image")
+  size = images.header_size(data[:1 << 16])
+  if size is not None and size[0] * size[1] > MAX_IMAGE_PIXELS:
+    raise RequestError(f"{what}: {size[0]}x{size[1]} pixels is over the limit of "
+                       f"{MAX_IMAGE_PIXELS:,}", 413)
   try:
-    with PIL.Image.open(io.BytesIO(data)) as image:
-      width, height = image.size
-      if width * height > MAX_IMAGE_PIXELS:
-        raise RequestError(f"{what}: {width}x{height} pixels is over the limit of "
-                           f"{MAX_IMAGE_PIXELS:,}", 413)
-      rgb = np.asarray(image.convert("RGB"))
-  except RequestError:
-    raise
-  except Exception as e:  # pylint: disable=broad-except  (PIL raises many kinds)
+    rgb = images.decode(data, channels=3).numpy()
+  except (tf.errors.InvalidArgumentError, tf.errors.UnknownError, ValueError) as e:
     raise RequestError(f"{what}: corrupt or truncated image ({type(e).__name__})") from None
+  if rgb.shape[0] * rgb.shape[1] > MAX_IMAGE_PIXELS:
+    raise RequestError(f"{what}: {rgb.shape[1]}x{rgb.shape[0]} pixels is over the limit "
+                       f"of {MAX_IMAGE_PIXELS:,}", 413)
   return faces.to_model_input(rgb, translator.image_size, translator.channels)
 
 

@@ -420,3 +420,28 @@ def test_a_busy_port_is_a_user_error_before_the_model_loads():
     with pytest.raises(errors.UserError, match=f"cannot listen on 127.0.0.1:{port}"):
       serve.check_port("127.0.0.1", port)
   serve.check_port("127.0.0.1", port)  # free again
+
+
+def test_translate_bytes_turns_phone_photos_upright_and_refuses_huge_ones(client, translator,
+                                                                          astronaut):
+  """EXIF orientation 6 (a phone held upright): the same face as the upright file."""
+  import PIL.Image  # pylint: disable=g-import-not-at-top
+  import io  # pylint: disable=g-import-not-at-top
+  face = astronaut[1][..., 0]
+  stored = np.rot90(face, 1)  # how the camera stored it; orientation 6 rotates it back
+  exif = PIL.Image.Exif()
+  exif[0x0112] = 6
+  buffer = io.BytesIO()
+  PIL.Image.fromarray(np.ascontiguousarray(stored)).save(buffer, "JPEG", quality=100,
+                                                          exif=exif)
+  out = client.post(URL, json={"signature_name": "translate_bytes", "instances": [
+      {"image_bytes": b64(buffer.getvalue()), "target": "Sad"}]}).json()["predictions"][0]
+  got = cv2.imdecode(np.frombuffer(base64.b64decode(out["b64"]), np.uint8),
+                     cv2.IMREAD_GRAYSCALE).astype(int)
+  upright = translator.translate(astronaut[1][None], [2])[0, ..., 0].astype(int)
+  sideways = translator.translate(stored[None, ..., None].copy(), [2])[0, ..., 0]
+  assert np.abs(got - upright).mean() < 3 < np.abs(got - sideways).mean()
+  huge = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + (20000).to_bytes(4, "big") * 2 + b"\x08"
+  response = client.post(URL, json={"signature_name": "translate_bytes", "instances": [
+      {"image_bytes": b64(huge), "target": "Sad"}]})
+  assert response.status_code == 413 and "20000x20000" in response.json()["error"]
