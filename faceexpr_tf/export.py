@@ -184,6 +184,14 @@ def build_serving_module(generator, emotions: Sequence[str], *, version: int = 0
     onehot = tf.one_hot(ids, k, dtype=tf.float32)
     return tf.cast(generator(images, onehot, training=False), tf.float32)
 
+  def translate_any(images, ids):
+    # G given an empty batch answers [0, size, size, <a hidden width>] on CPU; the
+    # server's signatures answer an empty batch with an empty batch of the contract's
+    # shape. (Not translate_ids: the .tflite is converted from it, kept free of control
+    # flow.)
+    return tf.cond(tf.shape(images)[0] > 0, lambda: translate(images, ids),
+                   lambda: tf.zeros([0, size, size, channels], tf.float32))
+
   def checked_ids(ids):
     ok = (ids >= 0) & (ids < k)
     check = tf.debugging.Assert(
@@ -237,6 +245,15 @@ def build_serving_module(generator, emotions: Sequence[str], *, version: int = 0
         ["image_bytes: not a PNG, JPEG, BMP or GIF image at batch index",
          tf.where(~ok)[:, 0]], summarize=20)
     with tf.control_dependencies([check]):
+      # Decoders allocate what the header announces: refuse a 20000x20000 upload unread.
+      pixels = tf.map_fn(images_lib.announced_pixels, image_bytes,
+                         fn_output_signature=tf.int64)
+      small = pixels <= images_lib.MAX_PIXELS
+      size_check = tf.debugging.Assert(
+          tf.reduce_all(small),
+          [f"image_bytes: image too large to decode (over {images_lib.MAX_PIXELS:,} "
+           "pixels) at batch index", tf.where(~small)[:, 0]], summarize=20)
+    with tf.control_dependencies([size_check]):
       return tf.map_fn(decode_one, image_bytes,
                        fn_output_signature=tf.TensorSpec([size, size, channels], tf.uint8))
 
@@ -249,7 +266,7 @@ def build_serving_module(generator, emotions: Sequence[str], *, version: int = 0
     image = checked_images(image, "serving_default")
     with tf.control_dependencies([_check_same_batch(image, target, "serving_default")]):
       ids = ids_from_names(target)
-    return {"image": to_uint8(translate(to_unit_range(image), ids))}
+    return {"image": to_uint8(translate_any(to_unit_range(image), ids))}
 
   @tf.function(input_signature=[image_f32, tf.TensorSpec([None], tf.int32, name="target")])
   def translate_ids(image, target):
@@ -265,7 +282,7 @@ def build_serving_module(generator, emotions: Sequence[str], *, version: int = 0
     # One generator pass over N*K rows: image i repeated K times, targets 0..K-1 each.
     repeated = tf.repeat(to_unit_range(image), k, axis=0)
     ids = tf.tile(tf.range(k, dtype=tf.int32), [n])
-    out = to_uint8(translate(repeated, ids))
+    out = to_uint8(translate_any(repeated, ids))
     return {"images": tf.reshape(out, [n, k, size, size, channels])}
 
   @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes"),
@@ -275,7 +292,7 @@ def build_serving_module(generator, emotions: Sequence[str], *, version: int = 0
                                                     "translate_bytes")]):
       ids = ids_from_names(target)
     images = decode_all(image_bytes)
-    out = to_uint8(translate(to_unit_range(images), ids))
+    out = to_uint8(translate_any(to_unit_range(images), ids))
     png = tf.map_fn(tf.io.encode_png, out, fn_output_signature=tf.TensorSpec([], tf.string))
     return {"png_bytes": png}
 

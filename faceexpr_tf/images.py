@@ -103,6 +103,36 @@ def decode(data, channels: int = 0) -> tf.Tensor:
   return orient(image, exif_orientation(data))
 
 
+def announced_pixels(data) -> tf.Tensor:
+  """Width x height (int64) that PNG, GIF, BMP or JPEG bytes (a scalar tf.string) announce
+  in their header; 0 for other bytes. The graph twin of header_size, for a SavedModel to
+  refuse a huge upload before decoding it."""
+  head = tf.strings.substr(tf.strings.join([tf.strings.substr(data, 0, 32), b"\0" * 32]),
+                           0, 32)
+  b = tf.cast(tf.io.decode_raw(head, tf.uint8), tf.int64)
+
+  def le(i, n):
+    return sum(b[i + k] * 256 ** k for k in range(n))
+
+  def be(i, n):
+    return sum(b[i + k] * 256 ** (n - 1 - k) for k in range(n))
+
+  def starts(magic):
+    return tf.reduce_all(tf.equal(b[:len(magic)], list(magic)))
+
+  def signed32(v):
+    return tf.abs(tf.where(v >= 2 ** 31, v - 2 ** 32, v))
+
+  jpeg_pixels = tf.cond(
+      starts(b"\xff\xd8\xff"),
+      lambda: tf.reduce_prod(tf.cast(tf.image.extract_jpeg_shape(data)[:2], tf.int64)),
+      lambda: tf.constant(0, tf.int64))
+  return tf.case([(starts(b"\x89PNG"), lambda: be(16, 4) * be(20, 4)),
+                  (starts(b"GIF8"), lambda: le(6, 2) * le(8, 2)),
+                  (starts(b"BM"), lambda: signed32(le(18, 4)) * signed32(le(22, 4)))],
+                 default=lambda: jpeg_pixels)
+
+
 def header_size(head: bytes) -> tuple[int, int] | None:
   """(width, height) from the first bytes of a PNG, GIF, BMP or JPEG file, or None when
   the header does not say (unknown format, or a JPEG whose size comes later)."""

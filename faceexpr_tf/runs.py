@@ -88,9 +88,8 @@ def _write_atomic(path: str, write):
       os.remove(tmp)
     except OSError:
       pass
-    kept = " (the previous one is kept)" if os.path.exists(path) else ""
-    raise RunDirError(f"{path}: cannot write{kept}: "
-                      f"{os.strerror(e.errno) if e.errno else e}") from None
+    raise RunDirError(f"{path}: cannot write ({os.strerror(e.errno) if e.errno else e}); "
+                      "nothing saved before was changed") from None
 
 
 def prepare_run_dir(run_dir: str, config: RunConfig) -> bool:
@@ -107,6 +106,7 @@ def prepare_run_dir(run_dir: str, config: RunConfig) -> bool:
     raise RunDirError(f"{run_dir}: cannot create the run directory ({os.strerror(e.errno)})"
                       ) from None
   locks.lock_dir(run_dir, "--run_dir")
+  _remove_temporaries(run_dir)
   if os.path.exists(path):
     old = read_config(run_dir)
     diffs = [f"{k}={getattr(old.model, k)!r} (now {getattr(config.model, k)!r})"
@@ -121,6 +121,19 @@ def prepare_run_dir(run_dir: str, config: RunConfig) -> bool:
     return True
   _write_atomic(path, lambda f: f.write(config.to_json().encode()))
   return False
+
+
+def _remove_temporaries(run_dir: str):
+  """Deletes the *.tmp files a killed writer left (safe: we hold the run dir's lock)."""
+  for directory in (run_dir, checkpoint_dir(run_dir)):
+    if os.path.isdir(directory):
+      for name in os.listdir(directory):
+        if name.endswith(".tmp"):
+          try:
+            os.remove(os.path.join(directory, name))
+            logging.info("Removed %s (left by a killed run)", name)
+          except OSError:
+            pass
 
 
 def checkpoint_dir(run_dir: str) -> str:
@@ -173,7 +186,16 @@ def read_checkpoint(path: str, groups: Sequence[str], optional: Sequence[str] = 
   for a missing, truncated or corrupt file (CRCs are checked).
   """
   try:
-    with np.load(path) as npz:
+    if not os.path.isfile(path):
+      raise FileNotFoundError(path)
+    if not zipfile.is_zipfile(path):
+      empty = os.path.isfile(path) and os.path.getsize(path) == 0
+      raise RunDirError(f"{path}: corrupt or incomplete checkpoint ("
+                        f"{'empty file' if empty else 'not a complete .npz archive'})")
+    with np.load(path, allow_pickle=False) as npz:
+      if "__meta__" not in npz.files:
+        raise RunDirError(f"{path}: not a faceexpr-tf checkpoint (an .npz without its "
+                          "__meta__ record, written by something else)")
       meta = json.loads(npz["__meta__"].tobytes().decode())
       missing = [g for g in groups if g not in meta["variables"]]
       if missing:
