@@ -316,6 +316,7 @@ def run(kills=20, terms=2, ints=2, export_kills=3, seed=0, work=None, second=Tru
   """Runs the faults (see the module doc); startup_s: about how long `main.py train` takes
   to reach its first step here (random kills fall within it or up to 2 s after)."""
   work = work or tempfile.mkdtemp(prefix="faults-")
+  os.makedirs(work, exist_ok=True)
   rng = random.Random(seed)
   counts = Counts()
   max_steps = 16 + 6 * (kills + terms + ints)

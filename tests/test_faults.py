@@ -1,0 +1,130 @@
+"""Faults: kills at random moments (a short tools/faults.py run), a full disk, a read-only
+run dir, missing permissions. Each ends in one clear line and loses no saved work."""
+
+import contextlib
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from faceexpr_tf import callbacks
+from faceexpr_tf import errors
+from faceexpr_tf import locks
+from faceexpr_tf import models
+from faceexpr_tf import runs
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "tools"))
+import faults  # noqa: E402  pylint: disable=g-import-not-at-top,wrong-import-position
+
+TINY = models.ModelConfig(g_conv_dim=8, g_repeat_num=1, d_conv_dim=8)
+EMOTIONS = ("Angry", "Happy", "Sad", "Surprise")
+
+
+def test_short_fault_injection_run_resumes_and_loses_nothing(tmp_path):
+  counts = faults.run(kills=2, terms=0, ints=1, export_kills=0, seed=1,
+                      work=str(tmp_path), second=False, startup_s=10.0, log=lambda _: None)
+  assert not counts.failures, faults.report(counts)
+  assert counts.sigkills == 2 and counts.sigints == 1
+  assert counts.restarts_resumed == counts.restarts == 3
+  assert counts.corrupt_checkpoints == 0 and counts.checkpoints_checked > 0
+  assert counts.final_weights_match
+
+
+@contextlib.contextmanager
+def _tmpfs(path, size):
+  """A size-limited file system at `path` (root only)."""
+  if os.geteuid() != 0:
+    pytest.skip("mounting a size-limited tmpfs needs root")
+  os.makedirs(path, exist_ok=True)
+  if subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+                    capture_output=True).returncode:
+    pytest.skip("mount -t tmpfs is not allowed here (a container without CAP_SYS_ADMIN?)")
+  try:
+    yield path
+  finally:
+    locks.unlock_dir(str(path / "run"))
+    subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+def _remount(path, mode):
+  subprocess.run(["mount", "-o", f"remount,{mode}", str(path)], check=True)
+
+
+class _Model:
+  def __init__(self, weights):
+    import keras  # pylint: disable=g-import-not-at-top
+    self.step = keras.Variable(0, dtype="int64", trainable=False)
+    self.weights = weights
+
+  def checkpoint_groups(self):
+    return {"generator": self.weights}
+
+
+def test_disk_full_at_a_checkpoint_is_one_line_and_keeps_the_previous(tmp_path):
+  with _tmpfs(tmp_path / "mnt", "2m") as mnt:
+    run_dir = str(mnt / "run")
+    runs.prepare_run_dir(run_dir, runs.RunConfig(TINY, EMOTIONS))
+    g, _ = models.build_models(TINY)
+    saver = callbacks.Checkpointer(run_dir, every=5, keep=3, steps_per_epoch=100)
+    model = _Model(g.weights)
+    saver.set_model(model)
+    saver.on_train_begin()
+    model.step.assign(5)
+    saver.on_train_batch_end(0)
+    saved = [w.numpy().copy() for w in g.weights]
+    with open(mnt / "filler", "wb") as f:     # fill the disk
+      with contextlib.suppress(OSError):
+        while True:
+          f.write(b"\0" * 65536)
+          f.flush()
+    for w in g.weights:
+      w.assign(w.numpy() + 1)
+    model.step.assign(10)
+    with pytest.raises(errors.UserError, match="ckpt-000000010.npz: cannot write \\(No "
+                       "space left on device\\); nothing saved before was changed") as e:
+      saver.on_train_batch_end(1)
+    assert "\n" not in str(e.value)
+    assert [s for s, _ in runs.list_checkpoints(run_dir)] == [5]
+    assert not [n for n in os.listdir(runs.checkpoint_dir(run_dir)) if n.endswith(".tmp")]
+    g2, _ = models.build_models(TINY)
+    runs.restore_latest(run_dir, {"generator": g2.weights})
+    for a, b in zip(saved, g2.weights):
+      np.testing.assert_array_equal(a, b.numpy())
+
+
+def test_read_only_run_dir_is_one_line_before_training_and_keeps_the_checkpoint(tmp_path):
+  with _tmpfs(tmp_path / "mnt", "8m") as mnt:
+    run_dir = mnt / "run"
+    args = faults.train_args(str(run_dir), 4)
+    g, _ = models.build_models(TINY)
+    os.makedirs(run_dir)
+    path = runs.save_checkpoint(str(run_dir), 3, {"generator": g.weights})
+    with open(path, "rb") as f:
+      before = f.read()
+    _remount(mnt, "ro")
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=300, cwd=ROOT,
+                          env={**os.environ, "PYTHONPATH": ROOT})
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f"error: {run_dir}: cannot write to this --run_dir (Read-only file system)")
+    assert "Traceback" not in proc.stderr
+    with open(path, "rb") as f:
+      assert f.read() == before
+
+
+def test_missing_permissions_is_one_line(tmp_path):
+  if os.geteuid() == 0:
+    pytest.skip("root ignores file permissions; the read-only mount test covers this "
+                "error path")
+  run_dir = tmp_path / "run"
+  run_dir.mkdir()
+  run_dir.chmod(0o500)
+  try:
+    with pytest.raises(errors.UserError, match="cannot write to this --run_dir "
+                       "\\(Permission denied\\)"):
+      runs.prepare_run_dir(str(run_dir), runs.RunConfig(TINY, EMOTIONS))
+  finally:
+    run_dir.chmod(0o700)
