@@ -33,3 +33,89 @@ def test_benchmark_mode_prints_and_appends_rows(tmp_path):
   bad = subprocess.run(cmd[:3] + ["--bench_configs=nope"], cwd=ROOT, env=env,
                        capture_output=True, text=True, timeout=300)
   assert bad.returncode == 2 and "nope" in bad.stderr and "Traceback" not in bad.stderr
+
+
+ANCHOR_TRAIN_OUTPUT = """\
+# torch 2.13.0+cpu, threads=1, official model.py from /x/stargan
+# G params 8414848, D params 2777536, D final feature map (3, 3), out_src (1, 3, 3)
+# warm-up 2 iterations: 9.10 s
+# window 0: 5 steps in 17.000 s -> 4.706 img/s, 71.2 GFLOP/s
+# img/s min 4.706 median 4.706 max 4.706; FLOPs/img/iter 1.513e+10 -> 71.2 GFLOP/s at median
+torch_anchor img_per_s=4.706 batch=16 n_critic=1 threads=1
+"""
+ANCHOR_INFER_OUTPUT = """\
+# torch 2.13.0+cpu, threads=1, official model.py from /x/stargan
+# infer batch 64: img/s min 30.10 median 32.50 max 33.00; 88.7 GFLOP/s at median
+torch_anchor_infer img_per_s batch64=32.50 norm=eval threads=1
+"""
+
+
+def test_parse_anchor_output():
+  train = benchmark.parse_anchor(ANCHOR_TRAIN_OUTPUT)
+  assert train == {"train_img_s": 4.706, "batch": 16, "train_flop_per_img": 1.513e10,
+                   "torch": "2.13.0+cpu"}
+  infer = benchmark.parse_anchor(ANCHOR_INFER_OUTPUT)
+  assert infer["infer_img_s"] == {64: 32.5} and "train_img_s" not in infer
+
+
+def test_peak_gflops_is_a_rate():
+  assert benchmark.peak_gflops(seconds=0.2, n=256) > 0.1
+
+
+def test_side_by_side_needs_a_usable_anchor(tmp_path):
+  env = dict(os.environ, PYTHONPATH=ROOT)
+  base = [sys.executable, os.path.join(ROOT, "main.py"), "benchmark",
+          f"--bench_table={tmp_path / 'b.md'}"]
+  cases = [
+      (["--anchor_python=" + sys.executable], "needs both"),
+      ([f"--anchor_python={sys.executable}", f"--anchor_stargan={tmp_path}"], "no model.py"),
+  ]
+  for args, message in cases:
+    out = subprocess.run(base + args, cwd=ROOT, env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 2 and message in out.stderr, out.stderr[-2000:]
+    assert "Traceback" not in out.stderr
+
+
+def test_side_by_side_with_the_real_anchor(tmp_path):
+  # Minutes of the official networks on one core: runs where the anchor is set up
+  # (../shared/bench/README.md) and named in the environment.
+  python = os.environ.get("FACEEXPR_ANCHOR_PYTHON")
+  stargan_dir = os.environ.get("FACEEXPR_ANCHOR_STARGAN")
+  if not (python and stargan_dir):
+    pytest.skip("set FACEEXPR_ANCHOR_PYTHON (a Python with torch) and "
+                "FACEEXPR_ANCHOR_STARGAN (a yunjey/stargan checkout) to run it")
+  table = tmp_path / "side.md"
+  out = subprocess.run(
+      [sys.executable, os.path.join(ROOT, "main.py"), "benchmark", f"--anchor_python={python}",
+       f"--anchor_stargan={stargan_dir}", "--bench_steps=1", "--bench_rounds=1",
+       "--anchor_batches=8", f"--bench_table={table}"],
+      cwd=ROOT, env=dict(os.environ, PYTHONPATH=ROOT), capture_output=True, text=True,
+      timeout=1200)
+  assert out.returncode == 0, out.stderr[-3000:]
+  rows = [l for l in table.read_text().splitlines() if "| train b8 |" in l or "| G infer" in l]
+  assert len(rows) == 2
+  for row in rows:
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert float(cells[7]) > 0 and float(cells[8]) > 0 and cells[9].endswith("x**")
+
+
+def test_tflite_latency_rows(tmp_path):
+  pytest.importorskip("ai_edge_litert.interpreter",
+                      reason="the .tflite timing needs pip install -e '.[mobile]'")
+  table = tmp_path / "tflite.md"
+  cmd = [sys.executable, os.path.join(ROOT, "main.py"), "benchmark",
+         "--bench_tflite=none,dynamic", f"--bench_table={table}"]
+  env = dict(os.environ, PYTHONPATH=ROOT)
+  out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+  assert out.returncode == 0, out.stderr[-3000:]
+  rows = {cells[4]: cells for cells in (
+      [c.strip() for c in line.strip("|").split("|")]
+      for line in table.read_text().splitlines() if "| pretrained |" in line)}
+  assert set(rows) == {"none", "dynamic"}
+  assert all(float(r[5]) > 0 for r in rows.values())             # ms per face
+  assert float(rows["none"][6]) < 1e-3                             # float32: exact enough
+  assert float(rows["none"][6]) < float(rows["dynamic"][6]) < 0.5  # int8 weights: lossier
+  bad = subprocess.run(cmd[:3] + ["--bench_tflite=int4"], cwd=ROOT, env=env,
+                       capture_output=True, text=True, timeout=300)
+  assert bad.returncode == 2 and "int4" in bad.stderr and "Traceback" not in bad.stderr
