@@ -23,7 +23,10 @@ def lock_dir(directory: str, what: str = "run directory") -> str:
   Raises LockedError naming the holder's pid when another process has it, and a
   UserError when the directory cannot be written (read-only, no permission, disk full).
   """
-  import fcntl  # pylint: disable=g-import-not-at-top  (POSIX only; Windows has no flock)
+  try:
+    import fcntl  # pylint: disable=g-import-not-at-top  (POSIX only)
+  except ImportError:
+    return ""  # Windows has no flock: no lock there (one writer is then up to the user)
   key = os.path.realpath(directory)
   if key in _held:
     return os.path.join(directory, LOCK_FILE)
