@@ -79,6 +79,7 @@ class Counts:
   sigkills_during_checkpoint_write: int = 0
   sigkills_after_sample: int = 0
   sigkills_at_random_offsets: int = 0
+  kills_during_startup: int = 0         # before the restart logged its resume step
   sigterms: int = 0
   sigints: int = 0
   restarts: int = 0
@@ -332,6 +333,13 @@ def run(kills=20, terms=2, ints=2, export_kills=3, seed=0, work=None, second=Tru
     log_path = os.path.join(work, f"launch-{i:02d}-{kind}.log")
     result = interrupt_once(kind, run_dir, max_steps, log_path, startup_s, rng, counts)
     text = result["text"]
+    if (expectation is not None and not result.get("finished")
+        and not _RESUME_RE.search(text)):
+      # Killed during start-up, before this restart could resume: the fault counts, and
+      # the next restart must resume from what the earlier fault left.
+      counts.kills_during_startup += 1
+      log(f"  {i + 1:2d}/{len(kinds)} {kind:24s} killed during start-up")
+      continue
     if expectation is not None:
       check_resume(expectation, text, counts, log_path)
     if result.get("finished"):
@@ -370,8 +378,8 @@ def report(counts: Counts) -> str:
       f"({c.sigkills} SIGKILL of train: {c.sigkills_after_checkpoint} right after a "
       f"checkpoint, {c.sigkills_during_checkpoint_write} during a checkpoint write, "
       f"{c.sigkills_after_sample} right after a sample grid, {c.sigkills_at_random_offsets} "
-      f"at random offsets; {c.sigterms} SIGTERM; {c.sigints} Ctrl-C; {c.export_kills} "
-      f"SIGKILL of export)",
+      f"at random offsets ({c.kills_during_startup} of them during start-up); "
+      f"{c.sigterms} SIGTERM; {c.sigints} Ctrl-C; {c.export_kills} SIGKILL of export)",
       f"runs resumed: {c.restarts_resumed}/{c.restarts} restarts",
       f"work lost: {c.steps_lost_after_sigterm_or_ctrl_c} steps after SIGTERM/Ctrl-C; "
       f"{c.steps_redone_after_kills} steps redone after SIGKILLs (at most "
