@@ -336,8 +336,11 @@ def train(cfg: TrainConfig) -> dict:
   model = build_stargan(cfg, plan, total)
   start = 0
   if resuming:
-    meta = runs.restore_latest(cfg.run_dir, model.checkpoint_groups(),
-                               optional=("generator_ema", "g_loss_scale", "d_loss_scale"))
+    groups = model.checkpoint_groups()
+    # Optional: the EMA and loss scales may be switched on or off between resumes (a loss
+    # scale saved under mixed_float16 is simply not read in float32).
+    meta = runs.restore_latest(cfg.run_dir, groups, optional=tuple(
+        g for g in ("generator_ema", "g_loss_scale", "d_loss_scale") if g in groups))
     start = int(meta["step"]) if meta else 0
     if meta and "generator_ema" not in meta["restored"]:
       model.reset_ema()  # EMA switched on in a resumed run: start it at the restored G

@@ -213,3 +213,21 @@ def test_best_checkpoint_without_scoring_is_a_clear_error(tmp_path):
   training.train(_config(tmp_path, max_steps=4))
   with pytest.raises(runs.RunDirError, match="no best checkpoint"):
     runs.resolve_checkpoint(str(tmp_path), "best")
+
+
+def test_resume_across_precisions_keeps_the_optimizer_state(tmp_path):
+  # Checkpoints hold plain Adam state in every precision (the loss scale has its own
+  # groups), so a float32 run resumes under mixed_float16 (loss scaling on) and back.
+  import keras  # pylint: disable=g-import-not-at-top
+  try:
+    training.train(_config(tmp_path, max_steps=2, checkpoint_every=0))
+    summary = training.train(_config(tmp_path, max_steps=4, checkpoint_every=0,
+                                     precision="mixed_float16"))
+    assert summary["step"] == 4
+    _, path = runs.list_checkpoints(str(tmp_path))[-1]
+    _, arrays = runs.read_checkpoint(path, ["d_optimizer"], optional=["d_loss_scale"])
+    assert int(arrays["d_optimizer"][0]) == 4          # Adam's own step count went on
+    assert "d_loss_scale" in arrays                    # the loss scale is saved too
+    assert training.train(_config(tmp_path, max_steps=5, checkpoint_every=0))["step"] == 5
+  finally:
+    keras.mixed_precision.set_global_policy("float32")
