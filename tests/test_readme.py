@@ -55,6 +55,11 @@ NOT_RUN = {
     "python main.py train --strategy=multi_worker": "needs the other machine of the "
               "two-machine example; tests/test_distribute.py runs the same mode as two "
               "workers on localhost",
+    "python tools/faults.py": "about 30 launches of main.py (tens of minutes); "
+                              "tests/test_faults.py runs the same code with 3 faults",
+    "python tools/make_bad_inputs.py": "rewrites tests/data/bad_inputs in the checkout; "
+                                       "tests/test_bad_inputs.py runs it into a temporary "
+                                       "directory and compares",
 }
 
 # Appended to every `main.py <mode>` command: a few seconds each instead of hours.
