@@ -50,11 +50,9 @@ NOT_RUN = {
     "curl": "needs a running `main.py serve`; covered by tests/test_serve*.py",
     "printf": "builds a request for a running `main.py serve` (then curl); covered by "
               "tests/test_serve.py's translate_bytes tests",
-    "export": "sets TF_CONFIG for the two-machine example (host0, host1); "
-              "tests/test_distribute.py runs two workers on localhost",
-    "python main.py train --strategy=multi_worker": "needs the other machine of the "
-              "two-machine example; tests/test_distribute.py runs the same mode as two "
-              "workers on localhost",
+    "env": "the two-machine multi-worker example (TF_CONFIG names host0 and host1, and "
+           "each waits for the other); tests/test_distribute.py runs the same mode as two "
+           "workers on localhost",
     "python tools/faults.py": "about 30 launches of main.py (tens of minutes); "
                               "tests/test_faults.py runs the same code with 3 faults",
     "python tools/make_bad_inputs.py": "rewrites tests/data/bad_inputs in the checkout; "
