@@ -164,6 +164,8 @@ def plan(tokens):
   script, args = tokens[1], tokens[2:]
   if script == "examples/run_tflite.py":
     extra = []
+  elif script == "tools/augment_experiment.py":  # one seed, two steps per arm
+    extra = [*SHORTEN["train_classifier"], "--seeds=0", "--epochs=1", "--steps_per_epoch=2"]
   elif script == "main.py":
     words = [a for a in args if not a.startswith("-")]
     mode = words[0] if words else "train"
@@ -197,7 +199,7 @@ def _fer2013_csv(path, rows_per_class=6, seed=0):
 def _prepare(workdir):
   from skimage import data as skdata  # pylint: disable=g-import-not-at-top
   shutil.copy(os.path.join(REPO, "main.py"), workdir)
-  for folder in ("flags", "examples"):
+  for folder in ("flags", "examples", "tools"):
     shutil.copytree(os.path.join(REPO, folder), os.path.join(workdir, folder))
   os.makedirs(os.path.join(workdir, "data"))
   _fer2013_csv(os.path.join(workdir, "data", "fer2013.csv"))
