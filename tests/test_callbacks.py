@@ -1,5 +1,6 @@
 """Callbacks fire on crossing a multiple of their interval, whatever --steps_per_execution."""
 
+import logging as py_logging
 import os
 
 import keras
@@ -66,7 +67,9 @@ def test_samples_and_progress_lines_on_crossing(tmp_path, caplog):
   assert sorted(os.listdir(tmp_path / "samples")) == [
       "step-000000006.png", "step-000000009.png", "step-000000012.png"]
   progress = callbacks.Progress(0, 12, 8, every=4)
-  with caplog.at_level(logging.INFO):
+  # Python's INFO (absl's logging.INFO is 0, i.e. NOTSET), on the absl logger itself: an
+  # earlier test in the process may have set absl's verbosity to warning.
+  with caplog.at_level(py_logging.INFO, logger="absl"):
     _drive(progress, [3, 6, 9, 12], model)
   assert [line.split()[1] for line in caplog.messages if line.startswith("step ")] == [
       "6/12", "9/12", "12/12"]
