@@ -119,13 +119,14 @@ def test_every_shipped_flagfile_passes_the_checks(parsed_flags, flagfile):
 
 def test_require_imports_or_names_the_extra(monkeypatch):
   assert optional.require("json", "for nothing").dumps([1]) == "[1]"
-  monkeypatch.setitem(sys.modules, "ai_edge_litert", None)
+  # Earlier tests may have imported the submodule: block it too, not just the package.
+  for name in ("ai_edge_litert", "ai_edge_litert.interpreter"):
+    monkeypatch.setitem(sys.modules, name, None)
   with pytest.raises(optional.MissingPackageError) as e:
     optional.require("ai_edge_litert.interpreter", "to run a .tflite file")
   assert str(e.value) == ("ai-edge-litert is not installed: it is needed to run a .tflite "
                           f"file; run: {MOBILE_FIX}")
   assert isinstance(e.value, errors.UserError)
-  # Earlier tests may have imported the submodule: block it too, not just the package.
   for name in ("tensorflow_serving", "tensorflow_serving.apis",
                "tensorflow_serving.apis.predict_pb2"):
     monkeypatch.setitem(sys.modules, name, None)
