@@ -138,7 +138,8 @@ def machine() -> str:
 
 def run():
   if _ANCHOR_PYTHON.value or _ANCHOR_STARGAN.value:
-    return side_by_side()
+    # --bench_tflite beside the anchor runs too (it used to be skipped without a word).
+    return side_by_side() or (tflite_latency() if _TFLITE.value else 0)
   if _TFLITE.value:
     return tflite_latency()
   _set_threads(_THREADS.value)

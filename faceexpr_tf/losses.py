@@ -63,6 +63,13 @@ def gradient_penalty(gradients):
   return ops.mean(ops.square(norm - 1.0))
 
 
+def r1_penalty(gradients):
+  """R1 (Mescheder et al. 2018, as StarGAN v2): 0.5 E[||grad_x D(x)||^2] at real faces, from
+  the gradients of D's real/fake output at the real images [N, ...]."""
+  g = ops.reshape(ops.cast(gradients, "float32"), (ops.shape(gradients)[0], -1))
+  return 0.5 * ops.mean(ops.sum(ops.square(g), axis=1))
+
+
 # --- shared terms -----------------------------------------------------------------------
 
 def classification_loss(class_logits, labels):

@@ -24,7 +24,7 @@ GAN_LOSSES = ("log", "wgan-gp")
 
 # Log keys: TensorBoard groups scalars by the part before "/".
 TRAIN_METRICS = ("D/loss", "D/loss_real", "D/loss_fake", "D/loss_cls", "D/loss_gp",
-                 "G/loss", "G/loss_fake", "G/loss_rec", "G/loss_cls", "G/loss_id",
+                 "D/loss_r1", "G/loss", "G/loss_fake", "G/loss_rec", "G/loss_cls", "G/loss_id",
                  "G/loss_guide", "D/accuracy")
 EVAL_METRICS = ("D/accuracy", "G/loss_rec", "G/fake_accuracy")
 
@@ -73,7 +73,7 @@ class StarGAN(keras.Model):
 
   def __init__(self, generator, discriminator, *, gan_loss="log", lambda_cls=1.0,
                lambda_rec=10.0, lambda_gp=10.0, n_critic=1, saturating_g=False, lambda_id=0.0,
-               g_ema_decay=0.0, guide=None, lambda_guide=0.0, **kwargs):
+               g_ema_decay=0.0, guide=None, lambda_guide=0.0, lambda_r1=0.0, **kwargs):
     super().__init__(**kwargs)
     if gan_loss not in GAN_LOSSES:
       raise ValueError(f"gan_loss must be one of {GAN_LOSSES}, got {gan_loss!r}")
@@ -86,6 +86,9 @@ class StarGAN(keras.Model):
     self.lambda_cls = lambda_cls
     self.lambda_rec = lambda_rec
     self.lambda_gp = lambda_gp
+    if lambda_r1 < 0:
+      raise ValueError(f"lambda_r1 must be >= 0, got {lambda_r1}")
+    self.lambda_r1 = lambda_r1
     self.n_critic = n_critic
     self.saturating_g = saturating_g
     self.lambda_id = lambda_id
@@ -206,15 +209,29 @@ class StarGAN(keras.Model):
       grads = tf.cast(grads, tf.float32) / tf.convert_to_tensor(self.d_optimizer.dynamic_scale)
     return losses.gradient_penalty(grads)
 
+  def _real_with_r1(self, x_real):
+    """D on the real faces, and the R1 penalty at them (0 when lambda_r1 is 0)."""
+    if not self.lambda_r1:
+      real_src, real_cls = self.discriminator(x_real, training=True)
+      return real_src, real_cls, tf.constant(0.0)
+    with tf.GradientTape() as tape:
+      tape.watch(x_real)
+      real_src, real_cls = self.discriminator(x_real, training=True)
+      src = self.d_optimizer.scale_loss(tf.reduce_sum(tf.cast(real_src, tf.float32)))
+    grads = tape.gradient(src, x_real)
+    if isinstance(self.d_optimizer, keras.optimizers.LossScaleOptimizer):
+      grads = tf.cast(grads, tf.float32) / tf.convert_to_tensor(self.d_optimizer.dynamic_scale)
+    return real_src, real_cls, losses.r1_penalty(grads)
+
   # --- steps ----------------------------------------------------------------------------
 
   def _d_step(self, x_real, label_org, x_fake):
     with tf.GradientTape() as tape:
-      real_src, real_cls = self.discriminator(x_real, training=True)
+      real_src, real_cls, loss_r1 = self._real_with_r1(x_real)
       fake_src, _ = self.discriminator(x_fake, training=True)
       loss_real, loss_fake = self._d_adversarial(real_src, fake_src)
       loss_cls = losses.classification_loss(real_cls, label_org)
-      loss = loss_real + loss_fake + self.lambda_cls * loss_cls
+      loss = loss_real + loss_fake + self.lambda_cls * loss_cls + self.lambda_r1 * loss_r1
       if self.gan_loss == "wgan-gp":
         loss_gp = self._gradient_penalty(x_real, x_fake)
         loss += self.lambda_gp * loss_gp
@@ -224,7 +241,7 @@ class StarGAN(keras.Model):
     variables = self.discriminator.trainable_variables
     self.d_optimizer.apply_gradients(zip(tape.gradient(scaled, variables), variables))
     return {"D/loss": loss, "D/loss_real": loss_real, "D/loss_fake": loss_fake, "D/loss_cls": loss_cls,
-            "D/loss_gp": loss_gp, "D/accuracy": losses.accuracy(real_cls, label_org)}
+            "D/loss_gp": loss_gp, "D/loss_r1": loss_r1, "D/accuracy": losses.accuracy(real_cls, label_org)}
 
   def _g_step(self, x_real, label_trg, onehot_org, onehot_trg, d_update=None, apply=True):
     """One G update; with `d_update`, D's update runs first on this step's own fake.

@@ -66,6 +66,9 @@ _SATURATING_G = flags.DEFINE_bool("saturating_g", False, "log loss: G minimises 
 _LAMBDA_CLS = flags.DEFINE_float("lambda_cls", 1.0, "Weight of the class loss.", **_D)
 _LAMBDA_REC = flags.DEFINE_float("lambda_rec", 10.0, "Weight of the cycle L1.", **_D)
 _LAMBDA_GP = flags.DEFINE_float("lambda_gp", 10.0, "Weight of the gradient penalty.", **_D)
+_LAMBDA_R1 = flags.DEFINE_float("lambda_r1", 0.0, "Weight of the R1 penalty on D at real "
+                                 "faces, 0.5 E|grad D(x)|^2 (StarGAN v2 uses 1; 0 = off).",
+                                 **_D)
 _LAMBDA_ID = flags.DEFINE_float("lambda_id", 0.0, "Weight of an identity term "
                                  "|G(x, c_org) - x| (not in the paper; 0 = off).", **_D)
 _G_EMA_DECAY = flags.DEFINE_float("g_ema_decay", 0.0, "Keep a moving average of G's "
@@ -149,6 +152,7 @@ class TrainConfig:
   lambda_cls: float = 1.0
   lambda_rec: float = 10.0
   lambda_gp: float = 10.0
+  lambda_r1: float = 0.0
   lambda_id: float = 0.0
   g_ema_decay: float = 0.0
   n_critic: int = 1
@@ -238,7 +242,8 @@ def build_stargan(cfg: TrainConfig, plan: devices.DevicePlan, total_steps: int =
         generator, discriminator, gan_loss=cfg.gan_loss, lambda_cls=cfg.lambda_cls,
         lambda_rec=cfg.lambda_rec, lambda_gp=cfg.lambda_gp, n_critic=cfg.n_critic,
         saturating_g=cfg.saturating_g, lambda_id=cfg.lambda_id,
-        g_ema_decay=cfg.g_ema_decay, guide=guide, lambda_guide=cfg.lambda_guide)
+        g_ema_decay=cfg.g_ema_decay, guide=guide, lambda_guide=cfg.lambda_guide,
+        lambda_r1=cfg.lambda_r1)
     g_lr, d_lr = cfg.g_lr, cfg.d_lr
     if cfg.lr_decay and total_steps:
       # G's optimizer counts G updates: n_critic times fewer than steps.
@@ -455,7 +460,7 @@ def check_flags():
        "must be at least 1 (or set --max_steps)"),
       *((n, v[n] >= 0, "must be 0 or more") for n in (
           "max_steps", "checkpoint_every", "sample_every", "log_every", "max_minutes",
-          "lambda_cls", "lambda_rec", "lambda_gp", "lambda_id", "lambda_guide",
+          "lambda_cls", "lambda_rec", "lambda_gp", "lambda_r1", "lambda_id", "lambda_guide",
           "eval_every")),
       ("eval_faces", v["eval_faces"] == 0 or v["eval_faces"] >= 4, "must be 0 (all) or "
        "at least 4 (two halves, two faces each, for the real-vs-real floor)"),

@@ -97,3 +97,53 @@ def test_balanced_pick():
   assert len(pick) == 9 and len(set(pick)) == 9
   assert sorted(np.bincount(labels[pick]).tolist()) == [3, 3, 3]
   assert len(scoring.balanced_pick(labels, 100)) == 23
+
+
+def test_matched_mix_draws_the_reference_mix_without_replacement():
+  targets = np.array([0] * 30 + [1] * 10 + [2] * 40)
+  reference = np.array([0] * 50 + [1] * 25 + [2] * 25)     # mix 2 : 1 : 1
+  pick = scoring.matched_mix(targets, reference, seed=3)
+  assert len(set(pick.tolist())) == len(pick)
+  # Class 1 (10 available, a quarter of the mix) bounds the sample at 40: 20, 10, 10.
+  assert np.bincount(targets[pick]).tolist() == [20, 10, 10]
+  assert not np.array_equal(pick, scoring.matched_mix(targets, reference, seed=4))
+  # Nothing to match with: every index.
+  assert len(scoring.matched_mix(np.zeros(5, int), np.ones(5, int))) == 5
+
+
+class _MarkJudge:
+  """Reads a face's emotion from pixel (0, 0) (40 x class); features: the class one-hot
+  (scaled) and four noise pixels, so the classes lie far apart, as in a real judge."""
+
+  def __call__(self, images):
+    x = images.reshape(len(images), -1).astype(np.float64)
+    cls = np.rint(x[:, 0] / 40).astype(int)
+    onehot = np.eye(4)[cls]
+    return np.concatenate([4 * onehot, x[:, 1:5] / 64], axis=1), 10 * onehot
+
+
+def _mark_faces(classes, rng):
+  images = rng.integers(0, 256, (len(classes), 48, 48, 1)).astype(np.uint8)
+  images[:, 0, 0, 0] = 40 * np.asarray(classes)
+  return images
+
+
+def test_realism_of_a_perfect_generator_on_unbalanced_emotions_is_at_the_floor():
+  # Every translation is a new, real-looking face of its target emotion. With emotions as
+  # unbalanced as FER2013's, translating to every other emotion gives another mix than
+  # the real faces'; unless the compared translations are drawn in the real mix, this
+  # perfect G would score far above the real-vs-real floor.
+  rng = np.random.default_rng(0)
+  labels = rng.choice(4, 600, p=[0.5, 0.3, 0.1, 0.1])
+
+  class Perfect:
+    num_classes = 4
+
+    def translate(self, images, target):
+      return _mark_faces(target, rng)
+
+  out, _ = scoring.score(Perfect(), _MarkJudge(), _mark_faces(labels, rng), labels,
+                         cycle=False)
+  assert out["target_accuracy"] == 1.0
+  assert out["fd"] < 2 * out["fd_floor"]
+  assert 0 < out["realism_translations"] < out["translations"]
