@@ -293,7 +293,10 @@ def real_report_markdown(s: dict, pairs, names) -> str:
            f"{s['kid_floor']:.4g} |", "",
            "FD and KID use the judge's penultimate features, not Inception's (no Inception "
            "weights can be downloaded here): compare them only with the floor beside them "
-           "and with other reports from the same judge.", "",
+           "and with other reports from the same judge. They compare the real faces of one "
+           f"half with {s.get('realism_translations', '?')} translations of the other half's "
+           "faces, drawn so that their target emotions come in the real faces' mix "
+           "(scoring.matched_mix).", "",
            "Target accuracy by source (rows) and target (columns):", "",
            "| source \\ target | " + " | ".join(names) + " | judge on real |",
            "|---" * (len(names) + 2) + "|"]
