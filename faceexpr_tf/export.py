@@ -1,4 +1,4 @@
-"""Ships the generator: a versioned SavedModel for TF Serving, and .tflite for phones.
+"""The `export` mode: ships the generator as a versioned SavedModel or a .tflite.
 
 `python main.py export --run_dir=runs/x` writes
 
@@ -6,30 +6,16 @@
   exports/faceexpr_<quant>.tflite    with --format=tflite (the translate_ids signature)
   exports/faceexpr_labels.txt        class names in class-id order, next to the .tflite
 
-The SavedModel's signatures are a fixed contract (inference.py and docs/serving.md use
-these names):
-
-  serving_default  image uint8 [N,H,W,C], target string [N] (emotion name, any case)
-                   -> image uint8 [N,H,W,C]
-  translate_ids    image float32 [N,H,W,C] in [-1,1], target int32 [N] (class id)
-                   -> image float32 [N,H,W,C] in [-1,1]   (pure tensor ops: TFLite)
-  translate_all    image uint8 [N,H,W,C] -> images uint8 [N,K,H,W,C] (class order)
-  translate_bytes  image_bytes string [N] (PNG/JPEG/BMP/GIF, any size, colour or gray),
-                   target string [N] -> png_bytes string [N] (PNG of the HxW result)
-  metadata         () -> class_names string [K], image_size int32, channels int32,
-                   model_version int64, step int64 (-1 when unknown)
-
-The PNG output is named `png_bytes` because TF Serving's REST API base64-encodes (as
-{"b64": ...}) exactly the string outputs whose name ends in `_bytes`; any other name
-would put raw PNG bytes into JSON. Inputs need no such suffix: TF Serving decodes every
-{"b64": ...} value given for a string input.
+This module owns the version directories (integer names, never overwritten, written
+under a hidden name and renamed into place complete) and the command line. The
+signatures themselves (their names, inputs and outputs are a fixed contract) are built in
+signatures.py on keras.export.ExportArchive; conversion to TFLite is tflite.py.
 """
 
 import os
 import re
 import shutil
 import tempfile
-import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -38,23 +24,25 @@ from absl import flags
 from absl import logging
 
 from faceexpr_tf import emotions as emotions_lib
-from faceexpr_tf import errors
-from faceexpr_tf import images as images_lib
-from faceexpr_tf import inference
 from faceexpr_tf import optional
 from faceexpr_tf import pretrained
 from faceexpr_tf import runs
+from faceexpr_tf import signatures
+from faceexpr_tf import tflite
 
-SIGNATURES = ("serving_default", "translate_ids", "translate_all", "translate_bytes",
-              "metadata")
-TFLITE_SIGNATURE = "translate_ids"
-QUANTIZE_MODES = ("none", "float16", "dynamic", "int8", "int16x8")
-# Modes that calibrate activation ranges on representative images.
-CALIBRATED_MODES = ("int8", "int16x8")
-CLASS_NAMES_ASSET = "class_names.txt"
-# Magic numbers of the formats tf.io.decode_image reads; checked first so a bad upload
-# fails with a message naming the format problem instead of a decoder internals error.
-_IMAGE_MAGIC = ((b"\x89PNG", 4), (b"\xff\xd8\xff", 3), (b"GIF8", 4), (b"BM", 2))
+# The pieces this mode puts together, under the names callers have always used.
+ExportError = signatures.ExportError
+SIGNATURES = signatures.SIGNATURES
+CLASS_NAMES_ASSET = signatures.CLASS_NAMES_ASSET
+to_unit_range = signatures.to_unit_range
+to_uint8 = signatures.to_uint8
+read_class_names = signatures.read_class_names
+TFLITE_SIGNATURE = tflite.TFLITE_SIGNATURE
+QUANTIZE_MODES = tflite.QUANTIZE_MODES
+CALIBRATED_MODES = tflite.CALIBRATED_MODES
+convert_tflite = tflite.convert_tflite
+run_tflite = tflite.run_tflite
+compare_tflite = tflite.compare_tflite
 
 # allow_override: other modes (train, translate) define --run_dir/--checkpoint too, and a
 # process that imports several mode modules (pytest) must not die on the duplicate.
@@ -105,26 +93,6 @@ _VERIFY = flags.DEFINE_bool(
     "given explicitly).", **_DEFINE)
 
 
-class ExportError(errors.UserError):
-  """An export that cannot be written or converted as asked; one line for the user."""
-
-
-# ---------------------------------------------------------------------------------------
-# Pixel conventions (the same as training: [0, 255] <-> [-1, 1]).
-
-
-def to_unit_range(images_uint8):
-  """uint8 (numpy or tensor) -> float32 in [-1, 1]."""
-  if isinstance(images_uint8, np.ndarray):
-    return images_uint8.astype(np.float32) / 127.5 - 1.0
-  return tf.cast(images_uint8, tf.float32) / 127.5 - 1.0
-
-
-def to_uint8(images):
-  """float in [-1, 1] tensor -> uint8, rounded to the nearest level."""
-  return tf.cast(tf.round(tf.clip_by_value((images + 1.0) * 127.5, 0.0, 255.0)), tf.uint8)
-
-
 # ---------------------------------------------------------------------------------------
 # Versions.
 
@@ -146,179 +114,6 @@ def _check_model_name(model_name: str):
   # The name becomes a path component and TF Serving's URL segment.
   if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", model_name or ""):
     raise ExportError(f"model name {model_name!r}: use letters, digits, '.', '_' or '-'")
-
-
-# ---------------------------------------------------------------------------------------
-# The serving module.
-
-
-def _check_same_batch(a, b, what: str):
-  return tf.debugging.assert_equal(
-      tf.shape(a)[0], tf.shape(b)[0],
-      message=f"{what}: batch sizes differ (each image needs exactly one target)")
-
-
-def build_serving_module(generator, emotions: Sequence[str], *, version: int = 0,
-                         step: int | None = None) -> tf.Module:
-  """A tf.Module whose tf.functions are the contract's signatures (see module doc).
-
-  The Keras generator is not an attribute (tf.saved_model would then try to serialise the
-  whole Keras object graph); only the tf.Variables its traced functions capture are
-  tracked, as keras.export.ExportArchive does.
-  """
-  config = generator.config
-  size, channels, k = config.image_size, config.channels, config.num_classes
-  class_names = tuple(emotions_lib.canonical(e) for e in emotions)
-  if len(class_names) != k:
-    raise ExportError(f"{len(class_names)} emotions ({', '.join(class_names)}) for a "
-                      f"generator with {k} classes")
-  names_const = tf.constant(class_names)
-  lower_names = tf.constant([n.lower() for n in class_names])
-  known = ", ".join(class_names)
-
-  module = tf.Module(name="faceexpr")
-  # Readable without calling a signature: loaded.class_names.numpy().
-  module.class_names = tf.Variable(class_names, trainable=False, name="class_names")
-
-  def translate(images, ids):
-    onehot = tf.one_hot(ids, k, dtype=tf.float32)
-    return tf.cast(generator(images, onehot, training=False), tf.float32)
-
-  def translate_any(images, ids):
-    # G given an empty batch answers [0, size, size, <a hidden width>] on CPU; the
-    # server's signatures answer an empty batch with an empty batch of the contract's
-    # shape. (Not translate_ids: the .tflite is converted from it, kept free of control
-    # flow.)
-    return tf.cond(tf.shape(images)[0] > 0, lambda: translate(images, ids),
-                   lambda: tf.zeros([0, size, size, channels], tf.float32))
-
-  def checked_ids(ids):
-    ok = (ids >= 0) & (ids < k)
-    check = tf.debugging.Assert(
-        tf.reduce_all(ok),
-        [f"target class id out of range [0, {k}) (classes: {known}); bad ids:",
-         tf.boolean_mask(ids, ~ok)], summarize=20)
-    with tf.control_dependencies([check]):
-      return tf.identity(ids)
-
-  def ids_from_names(target):
-    match = tf.equal(tf.strings.lower(tf.strings.strip(target))[:, None],
-                     lower_names[None, :])
-    found = tf.reduce_any(match, axis=1)
-    check = tf.debugging.Assert(
-        tf.reduce_all(found),
-        [f"unknown emotion name in target (this model knows {known}, any case); bad:",
-         tf.boolean_mask(target, ~found)], summarize=20)
-    with tf.control_dependencies([check]):
-      return tf.argmax(tf.cast(match, tf.int32), axis=1, output_type=tf.int32)
-
-  def checked_images(image, what):
-    # A loaded signature does not enforce its TensorSpec's shape (TF Serving neither), so
-    # a wrong-sized image would otherwise fail deep inside G with a concat shape error.
-    check = tf.debugging.assert_equal(
-        tf.shape(image)[1:], tf.constant([size, size, channels]),
-        message=f"{what}: image must be [N, {size}, {size}, {channels}]")
-    with tf.control_dependencies([check]):
-      return tf.identity(image)
-
-  def decode_one(data):
-    # The same decode as training folders and translate: EXIF orientation applied.
-    image = images_lib.decode(data, channels=3)
-    if channels == 1:
-      image = tf.image.rgb_to_grayscale(image)
-    image = tf.cast(image, tf.float32)
-    shape = tf.shape(image)
-    # Area averaging when shrinking (as faces.py does for training crops); area would
-    # be blocky nearest-neighbour when enlarging, so bilinear there.
-    shrink = (shape[0] >= size) & (shape[1] >= size)
-    image = tf.cond(shrink, lambda: tf.image.resize(image, [size, size], method="area"),
-                    lambda: tf.image.resize(image, [size, size], method="bilinear"))
-    image = tf.cast(tf.round(tf.clip_by_value(image, 0.0, 255.0)), tf.uint8)
-    return tf.ensure_shape(image, [size, size, channels])
-
-  def decode_all(image_bytes):
-    ok = tf.zeros(tf.shape(image_bytes), tf.bool)
-    for magic, length in _IMAGE_MAGIC:
-      ok |= tf.equal(tf.strings.substr(image_bytes, 0, length), magic)
-    check = tf.debugging.Assert(
-        tf.reduce_all(ok),
-        ["image_bytes: not a PNG, JPEG, BMP or GIF image at batch index",
-         tf.where(~ok)[:, 0]], summarize=20)
-    with tf.control_dependencies([check]):
-      # Decoders allocate what the header announces: refuse a 20000x20000 upload unread.
-      pixels = tf.map_fn(images_lib.announced_pixels, image_bytes,
-                         fn_output_signature=tf.int64)
-      small = pixels <= images_lib.MAX_PIXELS
-      size_check = tf.debugging.Assert(
-          tf.reduce_all(small),
-          [f"image_bytes: image too large to decode (over {images_lib.MAX_PIXELS:,} "
-           "pixels) at batch index", tf.where(~small)[:, 0]], summarize=20)
-    with tf.control_dependencies([size_check]):
-      return tf.map_fn(decode_one, image_bytes,
-                       fn_output_signature=tf.TensorSpec([size, size, channels], tf.uint8))
-
-  image_u8 = tf.TensorSpec([None, size, size, channels], tf.uint8, name="image")
-  image_f32 = tf.TensorSpec([None, size, size, channels], tf.float32, name="image")
-  names = tf.TensorSpec([None], tf.string, name="target")
-
-  @tf.function(input_signature=[image_u8, names])
-  def serving_default(image, target):
-    image = checked_images(image, "serving_default")
-    with tf.control_dependencies([_check_same_batch(image, target, "serving_default")]):
-      ids = ids_from_names(target)
-    return {"image": to_uint8(translate_any(to_unit_range(image), ids))}
-
-  @tf.function(input_signature=[image_f32, tf.TensorSpec([None], tf.int32, name="target")])
-  def translate_ids(image, target):
-    image = checked_images(image, "translate_ids")
-    with tf.control_dependencies([_check_same_batch(image, target, "translate_ids")]):
-      ids = checked_ids(target)
-    return {"image": translate(image, ids)}
-
-  @tf.function(input_signature=[image_u8])
-  def translate_all(image):
-    image = checked_images(image, "translate_all")
-    n = tf.shape(image)[0]
-    # One generator pass over N*K rows: image i repeated K times, targets 0..K-1 each.
-    repeated = tf.repeat(to_unit_range(image), k, axis=0)
-    ids = tf.tile(tf.range(k, dtype=tf.int32), [n])
-    out = to_uint8(translate_any(repeated, ids))
-    return {"images": tf.reshape(out, [n, k, size, size, channels])}
-
-  @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes"),
-                                names])
-  def translate_bytes(image_bytes, target):
-    with tf.control_dependencies([_check_same_batch(image_bytes, target,
-                                                    "translate_bytes")]):
-      ids = ids_from_names(target)
-    images = decode_all(image_bytes)
-    out = to_uint8(translate_any(to_unit_range(images), ids))
-    png = tf.map_fn(tf.io.encode_png, out, fn_output_signature=tf.TensorSpec([], tf.string))
-    return {"png_bytes": png}
-
-  @tf.function(input_signature=[])
-  def metadata():
-    return {"class_names": names_const,
-            "image_size": tf.constant(size, tf.int32),
-            "channels": tf.constant(channels, tf.int32),
-            "model_version": tf.constant(version, tf.int64),
-            "step": tf.constant(-1 if step is None else step, tf.int64)}
-
-  module.serving_default = serving_default
-  module.translate_ids = translate_ids
-  module.translate_all = translate_all
-  module.translate_bytes = translate_bytes
-  module.metadata = metadata
-  # Track the tf.Variables the traces read, not generator.variables: those are Keras
-  # wrappers that SavedModel would save as *copies*, leaving the functions reading handles
-  # no saved object owns. The TFLite converter then cannot freeze them and emits
-  # uninitialised VAR_HANDLE ops (the .tflite outputs NaN).
-  captured = {}
-  for name in SIGNATURES:
-    for var in getattr(module, name).get_concrete_function().variables:
-      captured.setdefault(id(var), var)
-  module.generator_variables = list(captured.values())
-  return module
 
 
 def export_saved_model(generator, emotions: Sequence[str], base_dir: str,
@@ -353,18 +148,14 @@ def export_saved_model(generator, emotions: Sequence[str], base_dir: str,
     raise ExportError(f"{final} already exists; versions are never overwritten "
                       f"(omit --version to get {next_version(model_dir)})")
   os.makedirs(model_dir, exist_ok=True)
-  module = build_serving_module(generator, emotions, version=version, step=step)
+  archive = signatures.build_archive(generator, emotions, version=version, step=step)
+  class_names = [emotions_lib.canonical(e) for e in emotions]
   # TF Serving polls the model dir and loads any integer-named dir it sees, so the model is
   # written under a non-numeric name and renamed into place only when complete.
   tmp = tempfile.mkdtemp(prefix=f".tmp-{version}-", dir=model_dir)
   try:
-    labels = os.path.join(tmp, CLASS_NAMES_ASSET)
-    with open(labels, "w") as f:
-      f.write("".join(f"{name.decode()}\n" for name in module.class_names.numpy()))
-    module.class_names_file = tf.saved_model.Asset(labels)
     out = os.path.join(tmp, "model")
-    tf.saved_model.save(module, out, signatures={
-        name: getattr(module, name).get_concrete_function() for name in SIGNATURES})
+    signatures.write_archive(archive, class_names, out)
     try:
       os.rename(out, final)
     except OSError as e:
@@ -373,130 +164,6 @@ def export_saved_model(generator, emotions: Sequence[str], base_dir: str,
     shutil.rmtree(tmp, ignore_errors=True)
   logging.info("Wrote SavedModel %s (signatures: %s)", final, ", ".join(SIGNATURES))
   return final
-
-
-def read_class_names(saved_model_dir: str) -> list[str]:
-  """Class names from an exported SavedModel's asset (no TF load needed)."""
-  path = os.path.join(saved_model_dir, "assets", CLASS_NAMES_ASSET)
-  try:
-    with open(path) as f:
-      return [line.strip() for line in f if line.strip()]
-  except FileNotFoundError:
-    raise ExportError(f"{saved_model_dir}: no assets/{CLASS_NAMES_ASSET}; not a "
-                      "faceexpr-tf export") from None
-
-
-# ---------------------------------------------------------------------------------------
-# TFLite.
-
-
-def _representative_dataset(images_uint8: np.ndarray, num_classes: int, seed: int = 0):
-  """Calibration samples for int8: each training image once, with a random target."""
-  rng = np.random.default_rng(seed)
-
-  def gen():
-    for image in images_uint8:
-      yield {"image": to_unit_range(image[None]),
-             "target": rng.integers(0, num_classes, size=(1,), dtype=np.int32)}
-  return gen
-
-
-def _convert(converter) -> bytes:
-  with warnings.catch_warnings():
-    # The converter's own calibrator still uses tf.lite.Interpreter; not our call.
-    warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated")
-    return converter.convert()
-
-
-def convert_tflite(saved_model_dir: str, out_path: str, quantize: str = "none",
-                   representative_images: np.ndarray | None = None, *,
-                   seed: int = 0) -> str:
-  """Converts the translate_ids signature of an export to a .tflite file.
-
-  Args:
-    saved_model_dir: a version dir written by export_saved_model.
-    out_path: the .tflite to write (replaced atomically).
-    quantize: "none" (float32); "float16" (weights stored as float16, computed in
-      float32 on CPU); "dynamic" (int8 weights, float activations); "int8" (full
-      integer: int8 weights and activations wherever TFLite has int8 kernels, float32
-      in/out); "int16x8" (int16 activations, int8 weights: far more accurate than int8
-      through instance norm, but only reference CPU kernels).
-    representative_images: uint8 [N, H, W, C] training images, required for int8 and
-      int16x8 (a few hundred; each is used once with a random target id).
-    seed: for the calibration targets.
-
-  Returns:
-    out_path.
-  """
-  if quantize not in QUANTIZE_MODES:
-    raise ExportError(f"quantize must be one of {', '.join(QUANTIZE_MODES)}, got "
-                      f"{quantize!r}")
-  converter = tf.lite.TFLiteConverter.from_saved_model(saved_model_dir,
-                                                       signature_keys=[TFLITE_SIGNATURE])
-  if quantize != "none":
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-  if quantize == "float16":
-    converter.target_spec.supported_types = [tf.float16]
-  if quantize in CALIBRATED_MODES:
-    if representative_images is None or len(representative_images) == 0:
-      raise ExportError(f"{quantize} quantization needs representative images "
-                        "(--representative_data)")
-    num_classes = len(read_class_names(saved_model_dir))
-    converter.representative_dataset = _representative_dataset(
-        np.asarray(representative_images), num_classes, seed)
-  if quantize == "int8":
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-  elif quantize == "int16x8":
-    # Float builtins allowed for the few ops without a 16x8 kernel.
-    converter.target_spec.supported_ops = [
-        tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8,
-        tf.lite.OpsSet.TFLITE_BUILTINS]
-  try:
-    model = _convert(converter)
-  except Exception as e:  # pylint: disable=broad-except
-    if quantize != "int8":
-      raise
-    # Some op without an int8 kernel: keep it in float rather than fail the export.
-    logging.warning("Full-integer conversion failed (%s); allowing float fallback ops",
-                    str(e).splitlines()[0] if str(e) else type(e).__name__)
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8,
-                                           tf.lite.OpsSet.TFLITE_BUILTINS]
-    model = _convert(converter)
-  os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
-  tmp = out_path + ".tmp"
-  with open(tmp, "wb") as f:
-    f.write(model)
-  os.replace(tmp, out_path)
-  logging.info("Wrote %s (%s, %.2f MB)", out_path, quantize, len(model) / 1e6)
-  return out_path
-
-
-def run_tflite(tflite_path: str, images: np.ndarray, target_ids) -> np.ndarray:
-  """Runs a .tflite's translate_ids on float32 [-1, 1] images -> float32 [-1, 1]."""
-  litert = optional.require("ai_edge_litert.interpreter", "to run a .tflite file")
-  interpreter = litert.Interpreter(model_path=tflite_path)
-  runner = interpreter.get_signature_runner(TFLITE_SIGNATURE)
-  inputs = runner.get_input_details()
-  feed = {"image": np.asarray(images, np.float32),
-          "target": np.asarray(target_ids, np.int32).reshape(-1)}
-  out = runner(**{name: inference.quantize(value, inputs[name])
-                  for name, value in feed.items()})
-  return inference.dequantize(out["image"], runner.get_output_details()["image"])
-
-
-def compare_tflite(tflite_path: str, generator, images_uint8: np.ndarray,
-                   targets) -> dict:
-  """The .tflite against the Keras generator on the same inputs, in [-1, 1] units.
-
-  Returns:
-    {"max_abs": float, "mean_abs": float, "size_bytes": int}.
-  """
-  images = to_unit_range(np.asarray(images_uint8))
-  ids = np.asarray(targets, np.int32).reshape(-1)
-  expected = np.asarray(generator(images, tf.one_hot(ids, generator.config.num_classes)))
-  diff = np.abs(run_tflite(tflite_path, images, ids) - expected)
-  return {"max_abs": float(diff.max()), "mean_abs": float(diff.mean()),
-          "size_bytes": os.path.getsize(tflite_path)}
 
 
 # ---------------------------------------------------------------------------------------

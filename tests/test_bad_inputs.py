@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 
+import cv2
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -20,6 +21,7 @@ from faceexpr_tf import faces
 from faceexpr_tf import inference
 from faceexpr_tf import models
 from faceexpr_tf import runs
+from faceexpr_tf import signatures
 from faceexpr_tf import training
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -279,3 +281,28 @@ def test_huge_image_upload_is_refused_before_decoding(served):
   with pytest.raises(tf.errors.InvalidArgumentError, match="image too large to decode"):
     _call(served, "translate_bytes", image_bytes=[test_images.huge_png_header()],
           target=["Sad"])
+
+
+def test_huge_batch_is_refused_with_the_limit_before_g_runs(served):
+  """A 4096-face request is refused in one line naming the limit (not run: G's
+  activations for all of them at once could take the server down); the limit itself
+  works."""
+  limit = signatures.MAX_BATCH
+  huge = np.zeros((4 * limit, 48, 48, 1), np.uint8)
+  message = rf"batch too large \(at most {{}} images per request"
+  with pytest.raises(tf.errors.InvalidArgumentError, match=message.format(limit)):
+    _call(served, "serving_default", image=huge, target=["Sad"] * len(huge))
+  with pytest.raises(tf.errors.InvalidArgumentError, match=message.format(limit)):
+    _call(served, "translate_ids", image=huge.astype(np.float32),
+          target=np.zeros(len(huge), np.int32))
+  per_all = limit // 4                      # translate_all runs N*K rows
+  with pytest.raises(tf.errors.InvalidArgumentError, match=message.format(per_all)):
+    _call(served, "translate_all", image=huge[:per_all + 1])
+  png = cv2.imencode(".png", huge[0])[1].tobytes()
+  with pytest.raises(tf.errors.InvalidArgumentError, match=message.format(limit)):
+    _call(served, "translate_bytes", image_bytes=[png] * (limit + 1),
+          target=["Sad"] * (limit + 1))
+  out = _call(served, "translate_ids", image=huge[:limit].astype(np.float32) - 1.0,
+              target=np.arange(limit, dtype=np.int32) % 4)
+  assert out["image"].shape == (limit, 48, 48, 1)
+  assert np.all(np.isfinite(out["image"].numpy()))

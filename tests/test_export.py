@@ -16,6 +16,8 @@ from faceexpr_tf import errors
 from faceexpr_tf import export
 from faceexpr_tf import models
 from faceexpr_tf import runs
+from faceexpr_tf import signatures
+from faceexpr_tf import tflite
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EMOTIONS = emotions_lib.DEFAULT_EMOTIONS
@@ -73,7 +75,7 @@ def test_layout_is_tf_serving_base_name_integer_version(version_dir, export_base
   assert version_dir == os.path.join(export_base, "faceexpr", "1")
   assert os.path.isfile(os.path.join(version_dir, "saved_model.pb"))
   assert sorted(os.listdir(os.path.join(export_base, "faceexpr"))) == ["1"]  # no temp left
-  assert export.read_class_names(version_dir) == list(EMOTIONS)
+  assert signatures.read_class_names(version_dir) == list(EMOTIONS)
 
 
 def test_fresh_process_load_matches_keras(version_dir, generator, images, tmp_path):
@@ -104,17 +106,17 @@ def test_fresh_process_load_matches_keras(version_dir, generator, images, tmp_pa
   assert result.returncode == 0, result.stderr[-3000:]
   out = np.load(outputs, allow_pickle=True)
 
-  f32 = export.to_unit_range(images)
+  f32 = signatures.to_unit_range(images)
   expected = _keras(generator, f32, ids)
   np.testing.assert_allclose(out["ids"], expected, atol=1e-5)
-  expected_u8 = export.to_uint8(expected).numpy().astype(int)
+  expected_u8 = signatures.to_uint8(expected).numpy().astype(int)
   assert out["default"].dtype == np.uint8
   assert np.abs(out["default"].astype(int) - expected_u8).max() <= 1
   assert out["all"].shape == (6, 4, 48, 48, 1) and out["all"].dtype == np.uint8
   for k in range(4):
-    per_class = export.to_uint8(_keras(generator, f32, np.full(6, k))).numpy().astype(int)
+    per_class = signatures.to_uint8(_keras(generator, f32, np.full(6, k))).numpy().astype(int)
     assert np.abs(out["all"][:, k].astype(int) - per_class).max() <= 1
-  assert sorted(out["signatures"]) == sorted(export.SIGNATURES)
+  assert sorted(out["signatures"]) == sorted(signatures.SIGNATURES)
   assert [n.decode() for n in out["attr_names"]] == list(EMOTIONS)
   assert [n.decode() for n in out["meta_class_names"]] == list(EMOTIONS)
   assert out["meta_image_size"] == 48 and out["meta_image_size"].dtype == np.int32
@@ -144,6 +146,48 @@ def test_signature_specs(loaded):
                                       "target": (tf.string, [None])}
   assert outs("translate_bytes") == {"png_bytes": (tf.string, [None])}
   assert specs("metadata") == {}
+
+
+def test_saved_variables_are_exactly_gs(version_dir, generator, loaded):
+  """ExportArchive tracks the variables: the file holds G's weights once each, nothing
+  else but the class names, and the loaded signatures read those values."""
+  reader = tf.train.load_checkpoint(os.path.join(version_dir, "variables", "variables"))
+  keys = [k for k in reader.get_variable_to_shape_map()
+          if k not in ("_CHECKPOINTABLE_OBJECT_GRAPH", "class_names/.ATTRIBUTES/VARIABLE_VALUE")]
+  assert len(keys) == len(generator.variables)           # each weight stored once
+  saved = sorted((reader.get_tensor(k) for k in keys), key=lambda a: (a.shape, a.tobytes()))
+  ours = sorted((np.asarray(v) for v in generator.variables),
+                key=lambda a: (a.shape, a.tobytes()))
+  for a, b in zip(saved, ours):
+    np.testing.assert_array_equal(a, b)
+  # The collection a consumer reads, in G's order, and the exact values.
+  assert len(loaded.generator_variables) == len(generator.variables)
+  for got, want in zip(loaded.generator_variables, generator.variables):
+    assert tuple(got.shape) == tuple(want.shape)
+    np.testing.assert_array_equal(got.numpy(), np.asarray(want))
+  # And they are what the signatures compute with: zeroing the loaded copies changes
+  # translate_ids' output (a signature reading other, untracked handles would not).
+  x = signatures.to_unit_range(export.probe_images(2, 48, 1, seed=8))
+  before = loaded.signatures["translate_ids"](image=tf.constant(x),
+                                              target=tf.constant([0, 1]))["image"].numpy()
+  fresh = tf.saved_model.load(version_dir)
+  for v in fresh.generator_variables:
+    v.assign(tf.zeros_like(v))
+  after = fresh.signatures["translate_ids"](image=tf.constant(x),
+                                            target=tf.constant([0, 1]))["image"].numpy()
+  assert np.abs(before - after).max() > 1e-3
+
+
+def test_translate_bytes_matches_g_eager(loaded, generator, images):
+  """translate_bytes of lossless 48x48 gray PNGs is G's eager output within one level."""
+  ids = np.array([3, 2, 1, 0, 1, 2])
+  blobs = [_encode(".png", face[..., 0]) for face in images]
+  out = loaded.signatures["translate_bytes"](
+      image_bytes=tf.constant(blobs), target=tf.constant([EMOTIONS[i] for i in ids]))
+  got = np.stack([cv2.imdecode(np.frombuffer(p, np.uint8), cv2.IMREAD_UNCHANGED)
+                  for p in out["png_bytes"].numpy()]).astype(int)
+  want = signatures.to_uint8(_keras(generator, signatures.to_unit_range(images), ids))
+  assert np.abs(got - want.numpy()[..., 0].astype(int)).max() <= 1
 
 
 def _encode(ext, image):
@@ -202,7 +246,7 @@ def test_translate_bytes_turns_an_exif_rotated_jpeg_upright(loaded):
 def test_bad_input_gives_clear_error(loaded, images, signature, kwargs, message):
   inputs = {"image": images[:3]}
   if signature == "translate_ids":
-    inputs["image"] = export.to_unit_range(images[:3])
+    inputs["image"] = signatures.to_unit_range(images[:3])
   elif signature == "translate_bytes":
     inputs = {}
   inputs.update(kwargs)
@@ -231,7 +275,7 @@ def test_saved_model_cli_show_and_run(version_dir, generator, tmp_path):
   cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
   show = _run([cli, "show", "--dir", version_dir, "--all"])
   assert show.returncode == 0, show.stderr[-2000:]
-  for name in export.SIGNATURES:
+  for name in signatures.SIGNATURES:
     assert f"signature_def['{name}']" in show.stdout
   for needle in ("inputs['image_bytes']", "outputs['png_bytes']", "outputs['class_names']",
                  "inputs['target'] tensor_info:\n        dtype: DT_INT32"):
@@ -295,8 +339,8 @@ def test_wrong_number_of_emotions_is_refused(generator, tmp_path):
 def tflite_files(version_dir, tmp_path_factory):
   out = tmp_path_factory.mktemp("tflite")
   calibration = export.probe_images(120, 48, 1, seed=11)
-  return {q: export.convert_tflite(version_dir, str(out / f"{q}.tflite"), q, calibration)
-          for q in export.QUANTIZE_MODES}
+  return {q: tflite.convert_tflite(version_dir, str(out / f"{q}.tflite"), q, calibration)
+          for q in tflite.QUANTIZE_MODES}
 
 
 # Bounds in [-1, 1] units on 16 smooth random images, about 2x what this tiny random
@@ -309,7 +353,7 @@ def tflite_files(version_dir, tmp_path_factory):
     ("int8", 1.0, 0.1), ("int16x8", 0.2, 0.015)])
 def test_tflite_matches_keras(tflite_files, generator, quantize, max_bound, mean_bound):
   test_images = export.probe_images(16, 48, 1, seed=12)
-  stats = export.compare_tflite(tflite_files[quantize], generator, test_images,
+  stats = tflite.compare_tflite(tflite_files[quantize], generator, test_images,
                                 np.arange(16) % 4)
   assert np.isfinite(stats["max_abs"])
   assert stats["max_abs"] < max_bound and stats["mean_abs"] < mean_bound, stats
@@ -326,9 +370,9 @@ def test_tflite_has_only_translate_ids_with_dynamic_batch(tflite_files, generato
   from ai_edge_litert.interpreter import Interpreter
   interpreter = Interpreter(model_path=tflite_files["none"])
   assert list(interpreter.get_signature_list()) == ["translate_ids"]
-  x = export.to_unit_range(export.probe_images(3, 48, 1, seed=5))
+  x = signatures.to_unit_range(export.probe_images(3, 48, 1, seed=5))
   for n in (1, 3):    # the runner resizes the batch dimension
-    got = export.run_tflite(tflite_files["none"], x[:n], np.arange(n))
+    got = tflite.run_tflite(tflite_files["none"], x[:n], np.arange(n))
     np.testing.assert_allclose(got, _keras(generator, x[:n], np.arange(n)), atol=1e-4)
 
 
@@ -343,16 +387,16 @@ def test_residual_generator_exports_to_saved_model_and_tflite(tmp_path):
   version_dir = export.export_saved_model(g, EMOTIONS, str(tmp_path), step=1)
   images = export.probe_images(4, 48, 1, seed=6)
   assert export.verify_saved_model(version_dir, g, images, np.arange(4)) < 1e-5
-  path = export.convert_tflite(version_dir, str(tmp_path / "residual.tflite"), "none")
-  stats = export.compare_tflite(path, g, images, np.arange(4))
+  path = tflite.convert_tflite(version_dir, str(tmp_path / "residual.tflite"), "none")
+  stats = tflite.compare_tflite(path, g, images, np.arange(4))
   assert stats["max_abs"] < 1e-4, stats
 
 
 def test_int8_needs_representative_images(version_dir, tmp_path):
   with pytest.raises(errors.UserError, match="representative"):
-    export.convert_tflite(version_dir, str(tmp_path / "x.tflite"), "int8")
+    tflite.convert_tflite(version_dir, str(tmp_path / "x.tflite"), "int8")
   with pytest.raises(errors.UserError, match="quantize must be one of"):
-    export.convert_tflite(version_dir, str(tmp_path / "x.tflite"), "int4")
+    tflite.convert_tflite(version_dir, str(tmp_path / "x.tflite"), "int4")
 
 
 # ---------------------------------------------------------------------------------------
@@ -417,5 +461,5 @@ def test_example_script_runs_the_tflite(tflite_files, generator, tmp_path):
                  "--emotion=sad", f"--out={tmp_path / 'sad.png'}"])
   assert result.returncode == 0, result.stderr[-2000:]
   got = cv2.imread(str(tmp_path / "sad.png"), cv2.IMREAD_UNCHANGED).astype(int)
-  expected = export.to_uint8(_keras(generator, export.to_unit_range(face), np.array([2])))
+  expected = signatures.to_uint8(_keras(generator, signatures.to_unit_range(face), np.array([2])))
   assert np.abs(got - expected.numpy()[0, ..., 0].astype(int)).max() <= 1
