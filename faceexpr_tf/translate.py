@@ -19,6 +19,7 @@ exit status is then 1.
 import dataclasses
 import glob
 import os
+import time
 
 import cv2
 import numpy as np
@@ -77,6 +78,13 @@ _INTENSITY = flags.DEFINE_float(
     "generator (a run dir, a .keras file or the shipped one).", lower_bound=0.0,
     upper_bound=1.0, **_DEFINE)
 
+# Not --batch_size: training and classifier training define that one with other defaults,
+# and a process importing several modes (pytest) would share one value.
+_FACE_BATCH = flags.DEFINE_integer(
+    "face_batch", 64, "Faces translated together, gathered across files (each goes to "
+    "every emotion asked for: G runs on face_batch x emotions images, in chunks of 64). "
+    "Outputs are the same for any value.", lower_bound=1, **_DEFINE)
+
 _CSV_SUFFIXES = (".csv", ".csv.gz")
 
 
@@ -97,6 +105,7 @@ class Options:
   scale: int = 4
   face_size: int = 192
   intensity: float = 1.0
+  batch_size: int = 64
 
 
 # ---------------------------------------------------------------------------------------
@@ -173,7 +182,41 @@ def face_crops(image: np.ndarray, detect: bool, margin: float, max_faces: int):
 
 
 # ---------------------------------------------------------------------------------------
-# Per input.
+# Per input: gather faces (read and detect one file at a time), then translate them in
+# batches that cross file boundaries.
+
+
+@dataclasses.dataclass
+class Face:
+  """One face waiting for G, and where its outputs go."""
+  stem: str
+  index: int
+  image: np.ndarray            # uint8 [S, S, C]: the model's input
+  input_label: str = "input"
+  message: str | None = None   # logged once its files are written
+
+
+@dataclasses.dataclass
+class Stats:
+  """Counts and seconds of one run, for the progress and summary lines."""
+  files: int = 0
+  files_done: int = 0
+  faces: int = 0
+  read_s: float = 0.0
+  detect_s: float = 0.0
+  translate_s: float = 0.0
+  write_s: float = 0.0
+  start: float = dataclasses.field(default_factory=time.perf_counter)
+
+  def seconds(self) -> float:
+    return time.perf_counter() - self.start
+
+  def line(self) -> str:
+    seconds = self.seconds()
+    return (f"{self.files_done}/{self.files} files, {self.faces} faces, {seconds:.1f} s, "
+            f"{self.faces / max(seconds, 1e-9):.2f} faces/s (read {self.read_s:.1f} s, "
+            f"detect {self.detect_s:.1f} s, G {self.translate_s:.1f} s, write "
+            f"{self.write_s:.1f} s)")
 
 
 def write_face(opts: Options, stem: str, index: int, face: np.ndarray,
@@ -188,44 +231,53 @@ def write_face(opts: Options, stem: str, index: int, face: np.ndarray,
   return grid_path
 
 
-def process_image(path: str, stem: str, translator, opts: Options) -> int:
-  """Translates the faces of one photo; returns how many were written."""
+def image_faces(path: str, stem: str, translator, opts: Options, stats: Stats
+                ) -> list[Face]:
+  """Reads one photo, finds its faces and writes its overview; the photo is then dropped,
+  so only the 48x48 faces wait for G."""
+  t0 = time.perf_counter()
   # Colour even for a gray model: the overview shows the photo as taken, and
   # to_model_input makes the gray faces.
   photo = faces.read_image(path, color=True)
+  t1 = time.perf_counter()
+  stats.read_s += t1 - t0
   found = face_crops(photo, opts.detect, opts.margin, opts.max_faces)
-  inputs = np.stack([faces.to_model_input(crop, translator.image_size, translator.channels)
-                     for _, crop in found])
-  translated = intensity_lib.translate_all(translator, inputs, opts.intensity,
-                                           opts.class_ids)
-  for i, ((x, y, w, h), _) in enumerate(found):
-    grid = write_face(opts, stem, i, inputs[i], translated[i])
-    logging.info("%s: face %d at x=%d y=%d %dx%d -> %s", path, i, x, y, w, h, grid)
+  inputs = [faces.to_model_input(crop, translator.image_size, translator.channels)
+            for _, crop in found]
+  t2 = time.perf_counter()
+  stats.detect_s += t2 - t1
   if opts.detect:
     write_png(os.path.join(opts.out_dir, f"{stem}_faces.png"),
               draw_boxes(photo, [box for box, _ in found]))
-  return len(found)
+    stats.write_s += time.perf_counter() - t2
+  grid = os.path.join(opts.out_dir, f"{stem}_face{{}}_grid.png")
+  return [Face(stem, i, image, message=f"{path}: face {i} at x={x} y={y} {w}x{h} -> "
+                                       f"{grid.format(i)}")
+          for i, (((x, y, w, h), _), image) in enumerate(zip(found, inputs))]
 
 
-def process_csv(path: str, stem: str, translator, opts: Options) -> int:
-  """Translates the rows of a fer2013-style csv; returns how many were written."""
+def csv_faces(path: str, stem: str, translator, opts: Options, stats: Stats):
+  """Reads a fer2013-style csv (errors are raised here) and returns an iterator over its
+  rows as faces (made one at a time, as the batches take them)."""
   from faceexpr_tf import data  # pylint: disable=g-import-not-at-top  (pandas: only here)
+  t0 = time.perf_counter()
   rows = data.load_fer2013_csv(path, emotions_lib.FER2013_EMOTIONS, usage=None,
                                skip_bad_rows=True, image_size=translator.image_size)
+  stats.read_s += time.perf_counter() - t0
   count = len(rows) if opts.max_rows == 0 else min(len(rows), opts.max_rows)
   if count < len(rows):
     logging.info("%s: translating the first %d of %d rows (--max_rows)", path, count,
                  len(rows))
-  inputs = np.stack([faces.to_model_input(image, translator.image_size, translator.channels)
-                     for image in rows.images[:count]])
-  translated = intensity_lib.translate_all(translator, inputs, opts.intensity,
-                                           opts.class_ids)
-  for i in range(count):
-    label = rows.emotions[rows.labels[i]]
-    write_face(opts, f"{stem}_row{i}", 0, inputs[i], translated[i], f"in: {label}")
-  logging.info("%s: %d rows -> %s", path, count,
-               os.path.join(opts.out_dir, f"{stem}_row*_face0_*.png"))
-  return count
+  done = (f"{path}: {count} rows -> "
+          f"{os.path.join(opts.out_dir, f'{stem}_row*_face0_*.png')}")
+
+  def each():
+    for i in range(count):
+      image = faces.to_model_input(rows.images[i], translator.image_size,
+                                   translator.channels)
+      yield Face(f"{stem}_row{i}", 0, image, f"in: {rows.emotions[rows.labels[i]]}",
+                 done if i == count - 1 else None)
+  return each()
 
 
 def _per_file_errors():
@@ -239,30 +291,81 @@ def _per_file_errors():
   return tuple(kinds)
 
 
-def process(path: str, stem: str, translator, opts: Options) -> int:
+def gather(path: str, stem: str, translator, opts: Options, stats: Stats):
+  """One input's faces (an iterable); raises the per-file errors before yielding any."""
   if os.path.isdir(path):
     raise faces.ImageReadError(f"{path}: no image files in this folder "
                                f"({', '.join(faces.IMAGE_EXTENSIONS[:4])}, ...)")
   if is_csv(path):
     if not os.path.isfile(path):
       raise faces.ImageReadError(f"{path}: no such file")
-    return process_csv(path, stem, translator, opts)
-  return process_image(path, stem, translator, opts)
+    return csv_faces(path, stem, translator, opts, stats)
+  return image_faces(path, stem, translator, opts, stats)
+
+
+class Batcher:
+  """Collects faces from any number of files and translates them batch_size at a time.
+
+  At most batch_size faces wait (48x48 each), however many files they came from.
+  """
+
+  def __init__(self, translator, opts: Options, stats: Stats, progress_every: float = 10.0):
+    self.translator, self.opts, self.stats = translator, opts, stats
+    self.pending: list[Face] = []
+    self.progress_every = progress_every
+    self._last_progress = time.perf_counter()
+
+  def add(self, face: Face):
+    self.pending.append(face)
+    if len(self.pending) >= self.opts.batch_size:
+      self.flush()
+
+  def flush(self):
+    if not self.pending:
+      return
+    batch, self.pending = self.pending, []
+    t0 = time.perf_counter()
+    translated = intensity_lib.translate_all(self.translator,
+                                             np.stack([f.image for f in batch]),
+                                             self.opts.intensity, self.opts.class_ids)
+    t1 = time.perf_counter()
+    self.stats.translate_s += t1 - t0
+    for face, out in zip(batch, translated):
+      write_face(self.opts, face.stem, face.index, face.image, out, face.input_label)
+      if face.message:
+        logging.info("%s", face.message)
+    self.stats.write_s += time.perf_counter() - t1
+    self.stats.faces += len(batch)
+    if time.perf_counter() - self._last_progress >= self.progress_every:
+      self._last_progress = time.perf_counter()
+      logging.info("translate: %s", self.stats.line())
 
 
 def translate_inputs(paths, translator, opts: Options) -> tuple[int, list[str]]:
-  """Processes every input, reporting failures per file: (faces written, failures)."""
+  """Processes every input, reporting failures per file: (faces written, failures).
+
+  Faces of consecutive files share G's batches (opts.batch_size faces each); every
+  output is what translating each file on its own writes.
+  """
   os.makedirs(opts.out_dir, exist_ok=True)
   per_file = _per_file_errors()
-  used, written, failures = set(), 0, []
+  stats = Stats(files=len(paths))
+  batcher = Batcher(translator, opts, stats)
+  used, failures = set(), []
   for path in paths:
     try:
-      written += process(path, unique_stem(path, used), translator, opts)
+      found = gather(path, unique_stem(path, used), translator, opts, stats)
     except per_file as e:
       message = str(e) if path in str(e) else f"{path}: {e}"
       logging.warning("%s", message)
       failures.append(message)
-  return written, failures
+    else:
+      for face in found:
+        batcher.add(face)
+    stats.files_done += 1
+  batcher.flush()
+  logging.info("translate: %s", stats.line())
+  return stats.faces, failures
 
 
 def run() -> int | None:
@@ -285,7 +388,8 @@ def run() -> int | None:
                  names=[translator.emotions[i] for i in class_ids],
                  detect=not _NO_DETECT.value, margin=_MARGIN.value,
                  max_faces=_MAX_FACES.value, max_rows=_MAX_ROWS.value, scale=_SCALE.value,
-                 face_size=_FACE_SIZE.value, intensity=_INTENSITY.value)
+                 face_size=_FACE_SIZE.value, intensity=_INTENSITY.value,
+                 batch_size=_FACE_BATCH.value)
 
   written, failures = translate_inputs(paths, translator, opts)
   summary = (f"translated {written} face(s) from {len(paths) - len(failures)} of "
