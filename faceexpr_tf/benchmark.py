@@ -7,6 +7,7 @@ settings with every row.
 """
 
 import datetime
+import glob
 import os
 import platform
 import re
@@ -64,6 +65,13 @@ _THREADS = flags.DEFINE_integer("bench_threads", 0, "TensorFlow intra/inter-op t
                                 "(0 = TensorFlow's default). Side by side: both get this "
                                 "many (default 1 there; pin the process to one core with "
                                 "taskset -c N).", **_D)
+_PROFILE = flags.DEFINE_string("profile", None, "Trace --profile_steps training steps of "
+                               "the first --bench_configs config with tf.profiler into this "
+                               "folder (open it with `tensorboard --logdir=DIR`, Profile "
+                               "tab) and print the ops taking the most time.", **_D)
+_PROFILE_STEPS = flags.DEFINE_integer("profile_steps", 3, "Training steps --profile traces "
+                                      "(after 3 untraced warm-up steps).", lower_bound=1,
+                                      **_D)
 
 # name -> (ModelConfig overrides, batch size, n_critic/gan_loss)
 CONFIGS = {
@@ -89,7 +97,13 @@ def generator_flops(config: models.ModelConfig) -> float:
   return 2.0 * macs
 
 
-def _time_training(name, precision, steps):
+def _check_config(name: str):
+  if name not in CONFIGS:
+    raise errors.UserError(f"--bench_configs: unknown {name!r} (know {', '.join(CONFIGS)})")
+
+
+def _warm_trainer(name, precision):
+  """A compiled StarGAN of config `name`, its in-memory batches, warmed up (traced)."""
   overrides, batch, gan_loss = CONFIGS[name]
   plan = devices.plan(precision, "auto", "default")
   config = models.ModelConfig(**overrides)
@@ -102,6 +116,13 @@ def _time_training(name, precision, steps):
   org = rng.integers(0, 4, batch).astype(np.int32)
   ds = tf.data.Dataset.from_tensors((x, org, (org + 1) % 4)).repeat()
   model.fit(ds, epochs=1, steps_per_epoch=3, verbose=0)   # trace and warm up
+  return model, ds, x, plan, config
+
+
+def _time_training(name, precision, steps):
+  _, batch, gan_loss = CONFIGS[name]
+  model, ds, x, plan, config = _warm_trainer(name, precision)
+  g = model.generator
   t0 = time.perf_counter()
   model.fit(ds, epochs=1, steps_per_epoch=steps, verbose=0)
   train_rate = steps * batch / (time.perf_counter() - t0)
@@ -137,6 +158,8 @@ def machine() -> str:
 
 
 def run():
+  if _PROFILE.value:
+    return profile()
   if _ANCHOR_PYTHON.value or _ANCHOR_STARGAN.value:
     # --bench_tflite beside the anchor runs too (it used to be skipped without a word).
     return side_by_side() or (tflite_latency() if _TFLITE.value else 0)
@@ -145,8 +168,7 @@ def run():
   _set_threads(_THREADS.value)
   rows = []
   for name in _CONFIGS.value:
-    if name not in CONFIGS:
-      raise errors.UserError(f"--bench_configs: unknown {name!r} (know {', '.join(CONFIGS)})")
+    _check_config(name)
     for precision in _PRECISIONS.value:
       row = _time_training(name, precision, _STEPS.value)
       logging.info("%s", row)
@@ -403,4 +425,100 @@ def tflite_latency():
       f"### TFLite batch-1 latency and error (`main.py {' '.join(sys.argv[1:])}`; "
       "differences in [-1, 1] units against the Keras G on 8 synthetic faces; int8 and "
       "int16x8 calibrated on 300)", header, lines)
+  return 0
+
+
+# --- profile of training steps ----------------------------------------------------------
+
+def trace_training(name: str, precision: str, steps: int, logdir: str) -> tuple[str, float]:
+  """Traces `steps` warm training steps of config `name` into logdir (TensorBoard's
+  profile plugin layout); returns the .xplane.pb written and the traced seconds."""
+  model, ds, *_ = _warm_trainer(name, precision)
+  before = set(glob.glob(os.path.join(logdir, "plugins", "profile", "*", "*.xplane.pb")))
+  tf.profiler.experimental.start(logdir)
+  t0 = time.perf_counter()
+  try:
+    model.fit(ds, epochs=1, steps_per_epoch=steps, verbose=0)
+  finally:
+    seconds = time.perf_counter() - t0
+    tf.profiler.experimental.stop()
+  new = set(glob.glob(os.path.join(logdir, "plugins", "profile", "*", "*.xplane.pb")))
+  if not new - before:
+    raise errors.UserError(f"--profile={logdir}: the profiler wrote no trace there")
+  return max(new - before, key=os.path.getmtime), seconds
+
+
+# A TensorFlow op's trace event is named "<scope>/<op name>:<op type>".
+_OP_EVENT = re.compile(r"^[^\s:]+:([A-Za-z0-9_]+)$")
+
+
+def top_ops(xplane_path: str, n: int = 10) -> tuple[list[dict], float]:
+  """The op types taking the most self time in a trace, and the total op self time (ms).
+
+  Self time: an op event's duration less that of ops nested in it (a function call op
+  holds its body's ops); ops on concurrent threads add up, so shares are of op time, not
+  of wall time. Needs TensorFlow's xplane proto (ImportError without it).
+  """
+  from tensorflow.tsl.profiler.protobuf import xplane_pb2  # pylint: disable=g-import-not-at-top
+  space = xplane_pb2.XSpace()
+  with open(xplane_path, "rb") as f:
+    space.ParseFromString(f.read())
+  by_type: dict[str, dict] = {}
+  for plane in space.planes:
+    kinds = {}
+    for mid, meta in plane.event_metadata.items():
+      m = _OP_EVENT.match(meta.name)
+      if m:
+        kinds[mid] = (m.group(1), meta.name)
+    for line in plane.lines:
+      ops = sorted(((e.offset_ps, e.offset_ps + e.duration_ps, kinds[e.metadata_id])
+                    for e in line.events if e.metadata_id in kinds),
+                   key=lambda e: (e[0], -e[1]))
+      stack: list[list] = []   # [end, self ps, kind] of the open ops
+      done = []
+      for start, end, kind in ops:
+        while stack and stack[-1][0] <= start:
+          done.append(stack.pop())
+        if stack:   # nested: its time is not its parent's own
+          stack[-1][1] -= min(end, stack[-1][0]) - start
+        stack.append([end, end - start, kind])
+      done.extend(stack)
+      for _, self_ps, (op_type, op_name) in done:
+        row = by_type.setdefault(op_type, {"op": op_type, "count": 0, "self_ms": 0.0,
+                                           "names": {}})
+        row["count"] += 1
+        row["self_ms"] += self_ps / 1e9
+        row["names"][op_name] = row["names"].get(op_name, 0.0) + self_ps / 1e9
+  total = sum(r["self_ms"] for r in by_type.values())
+  rows = sorted(by_type.values(), key=lambda r: -r["self_ms"])[:n]
+  for r in rows:
+    r["share"] = r["self_ms"] / total if total else 0.0
+    r["top_name"] = max(r.pop("names").items(), key=lambda kv: kv[1])[0]
+  return rows, total
+
+
+def profile():
+  """`benchmark --profile=DIR`: a trace of a few training steps, and its top ops."""
+  name, precision, steps = _CONFIGS.value[0], _PRECISIONS.value[0], _PROFILE_STEPS.value
+  _check_config(name)
+  _set_threads(_THREADS.value)
+  logdir = os.path.abspath(_PROFILE.value)
+  path, seconds = trace_training(name, precision, steps, logdir)
+  batch = CONFIGS[name][1]
+  print(f"Traced {steps} training step(s) of {name} (batch {batch}, "
+        f"{keras.mixed_precision.global_policy().name}) in {seconds:.2f} s: {path}")
+  print(f"Open it with: tensorboard --logdir={logdir}  (Profile tab; needs "
+        "pip install tensorboard-plugin-profile)")
+  try:
+    rows, total = top_ops(path)
+  except ImportError as e:
+    print(f"No summary here ({e}): open the trace in TensorBoard as above.")
+    return 0
+  print(f"Top ops by self time ({total:.0f} ms of op time over {steps} step(s); threads "
+        "run ops concurrently, so it can exceed the wall time):")
+  print("| op type | count | self ms | share | largest op of the type |")
+  print("|---|---|---|---|---|")
+  for r in rows:
+    print(f"| {r['op']} | {r['count']} | {r['self_ms']:.1f} | {100 * r['share']:.1f}% | "
+          f"{r['top_name']} |")
   return 0

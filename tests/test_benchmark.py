@@ -119,3 +119,38 @@ def test_tflite_latency_rows(tmp_path):
   bad = subprocess.run(cmd[:3] + ["--bench_tflite=int4"], cwd=ROOT, env=env,
                        capture_output=True, text=True, timeout=300)
   assert bad.returncode == 2 and "int4" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_profile_writes_a_trace_and_prints_the_top_ops(tmp_path):
+  logdir = tmp_path / "prof"
+  cmd = [sys.executable, os.path.join(ROOT, "main.py"), "benchmark", "--bench_configs=demo",
+         "--profile_steps=1", f"--profile={logdir}", f"--bench_table={tmp_path / 'b.md'}"]
+  env = dict(os.environ, PYTHONPATH=ROOT)
+  out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+  assert out.returncode == 0, out.stderr[-3000:]
+  traces = list(logdir.glob("plugins/profile/*/*.xplane.pb"))
+  assert len(traces) == 1 and traces[0].stat().st_size > 0
+  assert str(traces[0]) in out.stdout and f"tensorboard --logdir={logdir}" in out.stdout
+  assert not (tmp_path / "b.md").exists()   # a profile appends no benchmark rows
+  try:
+    from tensorflow.tsl.profiler.protobuf import xplane_pb2  # pylint: disable=g-import-not-at-top,unused-import
+  except ImportError:
+    assert "No summary here" in out.stdout
+    pytest.skip("this TensorFlow has no xplane proto: the trace is not summarised offline")
+  rows = [line.strip("|").split("|") for line in out.stdout.splitlines()
+          if line.startswith("| ") and "% |" in line]
+  assert 3 <= len(rows) <= 10, out.stdout
+  shares = [float(r[3].strip().rstrip("%")) for r in rows]
+  assert shares == sorted(shares, reverse=True) and 0 < sum(shares) <= 100.05
+  # A GAN training step is mostly convolutions and their gradients.
+  assert any("Conv2D" in r[0] for r in rows[:3]), out.stdout
+  rows, total = benchmark.top_ops(str(traces[0]), n=100)
+  assert total > 0 and sum(r["self_ms"] for r in rows) == pytest.approx(total)
+
+
+def test_profile_of_an_unknown_config_is_a_user_error(tmp_path):
+  out = subprocess.run([sys.executable, os.path.join(ROOT, "main.py"), "benchmark",
+                        "--bench_configs=nope", f"--profile={tmp_path}"], cwd=ROOT,
+                       env=dict(os.environ, PYTHONPATH=ROOT), capture_output=True, text=True,
+                       timeout=300)
+  assert out.returncode == 2 and "nope" in out.stderr and "Traceback" not in out.stderr
