@@ -5,6 +5,12 @@ Same data sources and emotion selection as StarGAN training. Writes into --run_d
                                       its record: accuracy per class, command, data sha256
   report.md, confusion.png            validation accuracy per class, confusion matrix
   checkpoints/best.keras, backup/     best-so-far model; epoch backup (rerun resumes)
+
+Interrupted runs: rerunning the same command resumes from the last finished epoch (the
+epoch in progress is trained again; SIGTERM and Ctrl-C stop it with exit 130). Every file
+is written under a temporary name and renamed into place, so a kill never leaves a
+half-written best.keras, backup or classifier.keras, and the best validation accuracy
+reached before the kill still decides which epoch is kept.
   logs/                               TensorBoard
 --augment_with=<generator> adds translated training faces so every class has as many
 faces as the largest (the augmentation-utility experiment).
@@ -13,6 +19,7 @@ faces as the largest (the augmentation-utility experiment).
 import dataclasses
 import json
 import os
+import signal
 import sys
 import time
 
@@ -100,6 +107,82 @@ class _TimeLimit(keras.callbacks.Callback):
       logging.warning("Time limit reached after epoch %d; keeping the best epoch.", epoch + 1)
       self.hit = True
       self.model.stop_training = True
+
+
+def _replace_json(path: str, value):
+  tmp = path + ".tmp"
+  with open(tmp, "w") as f:
+    json.dump(value, f, indent=2)
+    f.flush()
+    os.fsync(f.fileno())
+  os.replace(tmp, path)
+
+
+def _save_keras(model, path: str, **kwargs):
+  """model.save / save_weights to path, atomically: a kill leaves the old file or the new."""
+  stem, name = os.path.split(path)
+  tmp = os.path.join(stem, ".tmp-" + name)  # Keras wants the .keras / .weights.h5 suffix
+  try:
+    if path.endswith(".weights.h5"):
+      model.save_weights(tmp, overwrite=True)
+    else:
+      model.save(tmp, **kwargs)
+    with open(tmp, "rb+") as f:
+      os.fsync(f.fileno())
+    os.replace(tmp, path)
+  except BaseException:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+    raise
+
+
+class _Backup(keras.callbacks.BackupAndRestore):
+  """Keras' epoch backup, written atomically (Keras writes in place: a kill during the
+  write left a truncated file or an empty training_metadata.json that stopped the rerun).
+  Weights first, then the epoch: a kill between the two trains that epoch again."""
+
+  def _save_model(self):
+    os.makedirs(self.backup_dir, exist_ok=True)
+    _save_keras(self.model, self._weights_path)
+    _replace_json(self._training_metadata_path,
+                  {"epoch": self._current_epoch, "batch": self._last_batch_seen})
+
+
+def resume_epoch(run_dir: str) -> int:
+  """The epoch a rerun starts at (0: a fresh run), from the backup's record."""
+  try:
+    with open(os.path.join(run_dir, "backup", "training_metadata.json")) as f:
+      return int(json.load(f)["epoch"])
+  except (OSError, ValueError, KeyError, TypeError):
+    return 0
+
+
+class _KeepBest(keras.callbacks.Callback):
+  """checkpoints/best.keras whenever validation accuracy beats the best so far, written
+  atomically; the best so far survives a restart (checkpoints/best.json), so a rerun
+  never replaces the kept model by a worse one."""
+
+  def __init__(self, path: str):
+    super().__init__()
+    self.path = path
+    self.record = os.path.splitext(path)[0] + ".json"
+    self.best = -1.0
+
+  def on_train_begin(self, logs=None):
+    if os.path.isfile(self.path):
+      try:
+        with open(self.record) as f:
+          self.best = float(json.load(f)["val_accuracy"])
+      except (OSError, ValueError, KeyError, TypeError):
+        self.best = -1.0
+
+  def on_epoch_end(self, epoch, logs=None):
+    value = (logs or {}).get("val_accuracy")
+    if value is None or float(value) <= self.best:
+      return
+    self.best = float(value)
+    _save_keras(self.model, self.path)
+    _replace_json(self.record, {"val_accuracy": self.best, "epoch": epoch + 1})
 
 
 def balance_with_generator(faces: data.FaceSet, translator, seed: int = 0
@@ -197,16 +280,16 @@ def train_classifier(data_source: str, run_dir: str, *, emotions, train_usage="T
   callbacks = [
       # Kept after the run (delete_checkpoint=False): rerunning a time-limited run with a
       # larger --max_minutes or --epochs continues from its last epoch.
-      keras.callbacks.BackupAndRestore(os.path.join(run_dir, "backup"),
-                                       delete_checkpoint=False),
-      keras.callbacks.ModelCheckpoint(best_path, monitor="val_accuracy", mode="max",
-                                      save_best_only=True),
+      _Backup(os.path.join(run_dir, "backup"), delete_checkpoint=False),
+      _KeepBest(best_path),
       keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max", patience=patience),
       keras.callbacks.ReduceLROnPlateau(monitor="val_accuracy", mode="max", factor=0.5,
                                         patience=max(2, patience // 3), min_lr=lr / 32),
       keras.callbacks.TensorBoard(os.path.join(run_dir, "logs"), update_freq="epoch"),
       limit,
   ]
+  start = resume_epoch(run_dir)
+  logging.info("%s at epoch %d of %d", "Resuming" if start else "Starting", start, epochs)
   num_classes = len(train.emotions)
   to_onehot = lambda x, y: (x, tf.one_hot(y, num_classes))
   history = model.fit(
@@ -218,7 +301,7 @@ def train_classifier(data_source: str, run_dir: str, *, emotions, train_usage="T
   best = classifier_lib.load_classifier(best_path)[0]
   scores = score(best, val)
   final_path = os.path.join(run_dir, "classifier.keras")
-  best.save(final_path)  # loaded without its optimizer: the shipped file stays small
+  _save_keras(best, final_path)  # loaded without its optimizer: the shipped file is small
   val_acc = history.history.get("val_accuracy", [])
   record = {
       "config": dataclasses.asdict(config),
@@ -233,8 +316,7 @@ def train_classifier(data_source: str, run_dir: str, *, emotions, train_usage="T
       "stopped_by": "time_limit" if limit.hit else "early_stopping_or_epochs",
       "seconds": round(time.time() - t0, 1), "params": int(model.count_params()),
       "validation": scores, "command": command}
-  with open(keras_files.record_path(final_path), "w") as f:
-    json.dump(record, f, indent=2)
+  _replace_json(keras_files.record_path(final_path), record)
   write_report(run_dir, record)
   logging.info("Classifier: %.1f%% on %s (%s); per class %s -> %s",
                100 * scores["accuracy"], val.source, val_usage,
@@ -265,8 +347,14 @@ def write_report(run_dir: str, record: dict):
     f.write("\n".join(lines))
 
 
+def _stop_on_sigterm(signum, frame):
+  del signum, frame
+  raise KeyboardInterrupt  # main.py: "interrupted", exit 130; the rerun resumes
+
+
 def run():
   _check_flags()
+  signal.signal(signal.SIGTERM, _stop_on_sigterm)
   train_classifier(
       _DATA.value, _RUN_DIR.value, emotions=emotions_lib.parse_emotions(_EMOTIONS.value),
       train_usage=_TRAIN_USAGE.value, val_usage=_VAL_USAGE.value, arch=_ARCH.value,

@@ -25,12 +25,63 @@ EMOTIONS = ("Angry", "Happy", "Sad", "Surprise")
 
 def test_short_fault_injection_run_resumes_and_loses_nothing(tmp_path):
   counts = faults.run(kills=2, terms=0, ints=1, export_kills=0, seed=1,
-                      work=str(tmp_path), second=False, startup_s=10.0, log=lambda _: None)
+                      work=str(tmp_path), second=False, startup_s=10.0, log=lambda _: None,
+                      classifier_kills=1, classifier_stops=1)
   assert not counts.failures, faults.report(counts)
   assert counts.sigkills == 2 and counts.sigints == 1
   assert counts.restarts_resumed == counts.restarts == 3
   assert counts.corrupt_checkpoints == 0 and counts.checkpoints_checked > 0
   assert counts.final_weights_match
+  # train_classifier: a SIGKILL and a SIGTERM, each rerun resumes at the backed-up epoch.
+  assert counts.classifier_sigkills == 1 and counts.classifier_stops == 1
+  assert counts.classifier_restarts_resumed == counts.classifier_restarts == 2
+  assert counts.corrupt_classifier_files == 0 and counts.classifier_files_checked >= 3
+
+
+def _tiny_classifier():
+  import keras  # pylint: disable=g-import-not-at-top
+  inputs = keras.Input((4,))
+  return keras.Model(inputs, keras.layers.Dense(2)(inputs))
+
+
+def test_classifier_files_are_replaced_whole_or_not_at_all(tmp_path):
+  """A write that dies half-way (a kill, a full disk) leaves the previous file intact."""
+  from faceexpr_tf import classifier_training  # pylint: disable=g-import-not-at-top
+  from faceexpr_tf import keras_files  # pylint: disable=g-import-not-at-top
+  model = _tiny_classifier()
+  path = str(tmp_path / "best.keras")
+  classifier_training._save_keras(model, path)  # pylint: disable=protected-access
+  before = open(path, "rb").read()
+
+  def dies_half_way(target, **unused):
+    with open(target, "wb") as f:
+      f.write(before[:len(before) // 2])
+    raise OSError(28, "No space left on device")
+
+  model.save = dies_half_way
+  with pytest.raises(OSError):
+    classifier_training._save_keras(model, path)  # pylint: disable=protected-access
+  assert open(path, "rb").read() == before
+  assert os.listdir(tmp_path) == ["best.keras"]     # the partial temp file removed
+  keras_files.load(path, "classifier")
+
+
+def test_classifier_rerun_keeps_the_best_from_before_the_kill(tmp_path):
+  from faceexpr_tf import classifier_training  # pylint: disable=g-import-not-at-top
+  path = str(tmp_path / "checkpoints" / "best.keras")
+  os.makedirs(os.path.dirname(path))
+  first = classifier_training._KeepBest(path)  # pylint: disable=protected-access
+  first.set_model(_tiny_classifier())
+  first.on_train_begin()
+  first.on_epoch_end(0, {"val_accuracy": 0.8})
+  saved = open(path, "rb").read()
+  rerun = classifier_training._KeepBest(path)  # pylint: disable=protected-access
+  rerun.set_model(_tiny_classifier())
+  rerun.on_train_begin()
+  rerun.on_epoch_end(3, {"val_accuracy": 0.6})    # worse than before the kill: kept
+  assert open(path, "rb").read() == saved
+  rerun.on_epoch_end(4, {"val_accuracy": 0.9})
+  assert open(path, "rb").read() != saved
 
 
 @contextlib.contextmanager

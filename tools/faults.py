@@ -1,6 +1,8 @@
-"""Fault injection: kill `main.py train` (and `export`) at random moments, restart, check.
+"""Fault injection: kill `main.py train` (`export`, `train_classifier`) at random moments,
+restart, check.
 
-    python tools/faults.py                 # 20 SIGKILLs, 2 SIGTERMs, 2 Ctrl-Cs, 3 export kills
+    python tools/faults.py     # 20 SIGKILLs, 2 SIGTERMs, 2 Ctrl-Cs, 3 export kills, and
+                               # 2 SIGKILLs + a SIGTERM + a Ctrl-C of train_classifier
     python tools/faults.py --kills=3 --terms=1 --ints=0 --export_kills=1   # a short version
 
 One tiny synthetic training run (flags/smoke.flags, tiny networks) is interrupted again
@@ -22,7 +24,13 @@ random offsets (during start-up too). Checked after every interruption:
     atol 1e-6, as float sums may be reordered by threads; the measured difference is
     printed);
   - an `export` killed at random moments never leaves an integer version dir that is
-    incomplete (TF Serving loads any integer dir it sees): each one present loads.
+    incomplete (TF Serving loads any integer dir it sees): each one present loads;
+  - `train_classifier` (tiny, synthetic; run alongside the rest) killed right after an
+    epoch's backup or at a random moment, or stopped by SIGTERM / Ctrl-C (exit 130):
+    each rerun of the same command resumes at the last epoch its backup records (the
+    epoch in progress is trained again: Keras' backup is per epoch), and every model
+    file it leaves (best.keras, classifier.keras, the backup's record) loads: none is
+    half-written.
 
 Prints the counts and writes them as JSON (--json). Exit status 1 when any check failed.
 """
@@ -39,6 +47,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -93,6 +102,13 @@ class Counts:
   second_writers_tried: int = 0
   export_kills: int = 0
   incomplete_export_versions: int = 0
+  classifier_sigkills: int = 0
+  classifier_stops: int = 0             # SIGTERM or Ctrl-C of train_classifier
+  classifier_restarts: int = 0
+  classifier_restarts_resumed: int = 0
+  classifier_epochs_redone: int = 0
+  classifier_files_checked: int = 0
+  corrupt_classifier_files: int = 0
   final_max_abs_difference: float = -1.0
   final_weights_match: bool = False
   failures: list = dataclasses.field(default_factory=list)
@@ -312,8 +328,111 @@ def export_faults(run_dir, work, kills, rng, counts: Counts):
           counts.failures.append(f"export version {name} does not load: {type(e).__name__}")
 
 
+_CLF_RESUME_RE = re.compile(r"(Resuming|Starting) at epoch (\d+) of (\d+)")
+
+
+def classifier_args(run_dir: str, epochs: int) -> list[str]:
+  """A tiny `train_classifier` (the sizes tests/test_classifier.py uses), 3 steps an epoch."""
+  return [sys.executable, os.path.join(ROOT, "main.py"), "train_classifier",
+          "--data=synthetic", "--synthetic_identities=24", f"--run_dir={run_dir}",
+          "--width=8", f"--epochs={epochs}", "--steps_per_epoch=3",
+          "--batch_size=16", f"--patience={epochs}", "--max_minutes=0",
+          "--augment=false"]
+
+
+def _classifier_epoch(run_dir) -> int:
+  """The last finished epoch the backup records (0 before the first)."""
+  try:
+    with open(os.path.join(run_dir, "backup", "training_metadata.json")) as f:
+      return int(json.load(f)["epoch"])
+  except (OSError, ValueError, KeyError):
+    return 0
+
+
+def check_classifier_files(run_dir, counts: Counts):
+  """Every model file the classifier run left loads: none half-written."""
+  from faceexpr_tf import keras_files  # pylint: disable=g-import-not-at-top
+  paths = [os.path.join(run_dir, "checkpoints", "best.keras"),
+           os.path.join(run_dir, "classifier.keras")]
+  for path in paths:
+    if not os.path.exists(path):
+      continue
+    counts.classifier_files_checked += 1
+    try:
+      keras_files.load(path, "classifier")
+    except Exception as e:  # pylint: disable=broad-except
+      counts.corrupt_classifier_files += 1
+      counts.failures.append(f"train_classifier left a corrupt file: {e}")
+  backup = os.path.join(run_dir, "backup", "training_metadata.json")
+  if os.path.exists(backup):
+    counts.classifier_files_checked += 1
+    try:
+      with open(backup) as f:
+        json.load(f)
+    except ValueError as e:
+      counts.corrupt_classifier_files += 1
+      counts.failures.append(f"{backup}: half-written ({e})")
+
+
+def classifier_faults(work, kills, stops, rng, counts: Counts):
+  """Interrupts `train_classifier` (SIGKILL right after an epoch's backup or at a random
+  moment; SIGTERM and Ctrl-C alternately for `stops`), reruns the same command: each rerun
+  must resume from the last finished epoch the backup records, and no model file may be
+  left half-written; the last rerun must finish with a classifier.keras that loads."""
+  run_dir = os.path.join(work, "classifier")
+  kinds = ["after_epoch" if i % 2 == 0 else "random" for i in range(kills)]
+  kinds += ["sigterm" if i % 2 == 0 else "sigint" for i in range(stops)]
+  rng.shuffle(kinds)
+  epochs = 2 + 2 * len(kinds)   # room for every fault to land before the run ends
+  expected = None
+  for i, kind in enumerate(kinds + ["final"]):
+    before = _classifier_epoch(run_dir)
+    launch = Launch(classifier_args(run_dir, epochs),
+                    os.path.join(work, f"classifier-{i}-{kind}.log"))
+    if kind == "final":
+      rc = launch.wait()
+      if rc != 0:
+        counts.failures.append(f"train_classifier rerun failed (exit {rc}); see "
+                               f"{launch.log_path}")
+    else:
+      if kind == "random":
+        _wait_until(lambda: _CLF_RESUME_RE.search(launch.text()), launch, 300, poll=0.05)
+        _wait_until(lambda: False, launch, rng.uniform(0.0, 3.0))
+      else:  # one more epoch backed up (sigterm/sigint: then stop mid-epoch)
+        _wait_until(lambda: _classifier_epoch(run_dir) > before, launch, 300, poll=0.002)
+      if not launch.running():
+        launch.wait()
+        counts.failures.append(f"train_classifier finished before fault {i}: too short")
+        break
+      if kind in ("sigterm", "sigint"):
+        launch.proc.send_signal(signal.SIGTERM if kind == "sigterm" else signal.SIGINT)
+        rc = launch.wait(timeout=300)
+        counts.classifier_stops += 1
+        if rc != 130 or "Traceback" in launch.text():
+          counts.failures.append(f"train_classifier {kind}: exit {rc}; see {launch.log_path}")
+      else:
+        launch.proc.kill()
+        launch.wait()
+        counts.classifier_sigkills += 1
+    text = launch.text()
+    m = _CLF_RESUME_RE.search(text)
+    if expected is not None:
+      counts.classifier_restarts += 1
+      if m is None:
+        counts.failures.append(f"train_classifier rerun did not start; see {launch.log_path}")
+      elif int(m.group(2)) < expected:
+        counts.failures.append(f"train_classifier resumed at epoch {m.group(2)}, before "
+                               f"the backed-up epoch {expected}; see {launch.log_path}")
+      else:
+        counts.classifier_restarts_resumed += 1
+    expected = _classifier_epoch(run_dir)
+    check_classifier_files(run_dir, counts)
+  if not os.path.exists(os.path.join(run_dir, "classifier.keras")):
+    counts.failures.append("train_classifier never wrote classifier.keras")
+
+
 def run(kills=20, terms=2, ints=2, export_kills=3, seed=0, work=None, second=True,
-        startup_s=15.0, log=print) -> Counts:
+        startup_s=15.0, log=print, classifier_kills=2, classifier_stops=2) -> Counts:
   """Runs the faults (see the module doc); startup_s: about how long `main.py train` takes
   to reach its first step here (random kills fall within it or up to 2 s after)."""
   work = work or tempfile.mkdtemp(prefix="faults-")
@@ -323,8 +442,14 @@ def run(kills=20, terms=2, ints=2, export_kills=3, seed=0, work=None, second=Tru
   max_steps = 16 + 6 * (kills + terms + ints)
   reference_dir, run_dir = os.path.join(work, "reference"), os.path.join(work, "faulted")
   log(f"work dir {work}; {max_steps} training steps, checkpoint every {CHECKPOINT_EVERY}")
-  # The reference runs alongside the first interrupted launches (two processes at most).
+  # The reference runs alongside the first interrupted launches, and the classifier's
+  # faults alongside all of it (its own run dir and random stream; three processes at
+  # most): most of each launch is start-up waiting, so the faults overlap well.
   reference = Launch(train_args(reference_dir, max_steps), os.path.join(work, "reference.log"))
+  classifier = threading.Thread(target=classifier_faults, args=(
+      work, classifier_kills, classifier_stops, random.Random(seed + 1), counts))
+  if classifier_kills or classifier_stops:
+    classifier.start()
   kinds = (["after_checkpoint", "during_checkpoint_write", "after_sample", "random"]
            * kills)[:kills] + ["sigterm"] * terms + ["sigint"] * ints
   rng.shuffle(kinds)
@@ -368,18 +493,23 @@ def run(kills=20, terms=2, ints=2, export_kills=3, seed=0, work=None, second=Tru
     compare_final(reference_dir, run_dir, counts)
   if export_kills:
     export_faults(run_dir, work, export_kills, rng, counts)
+  if classifier.is_alive():
+    classifier.join()
   return counts
 
 
-def report(counts: Counts) -> str:
+def report(counts: Counts, classifier_only: bool = False) -> str:
   c = counts
+  total = (c.sigkills + c.sigterms + c.sigints + c.export_kills + c.classifier_sigkills
+           + c.classifier_stops)
   lines = [
-      f"faults injected: {c.sigkills + c.sigterms + c.sigints + c.export_kills} "
+      f"faults injected: {total} "
       f"({c.sigkills} SIGKILL of train: {c.sigkills_after_checkpoint} right after a "
       f"checkpoint, {c.sigkills_during_checkpoint_write} during a checkpoint write, "
       f"{c.sigkills_after_sample} right after a sample grid, {c.sigkills_at_random_offsets} "
       f"at random offsets ({c.kills_during_startup} of them during start-up); "
-      f"{c.sigterms} SIGTERM; {c.sigints} Ctrl-C; {c.export_kills} SIGKILL of export)",
+      f"{c.sigterms} SIGTERM; {c.sigints} Ctrl-C; {c.export_kills} SIGKILL of export; "
+      f"{c.classifier_sigkills + c.classifier_stops} of train_classifier)",
       f"runs resumed: {c.restarts_resumed}/{c.restarts} restarts",
       f"work lost: {c.steps_lost_after_sigterm_or_ctrl_c} steps after SIGTERM/Ctrl-C; "
       f"{c.steps_redone_after_kills} steps redone after SIGKILLs (at most "
@@ -389,7 +519,13 @@ def report(counts: Counts) -> str:
       f"checkpoints checked: {c.checkpoints_checked}, corrupt: {c.corrupt_checkpoints}",
       f"second writers refused: {c.second_writers_refused}/{c.second_writers_tried}",
       f"export versions left incomplete: {c.incomplete_export_versions}",
+      f"train_classifier: {c.classifier_sigkills} SIGKILL, {c.classifier_stops} "
+      f"SIGTERM/Ctrl-C; reruns resumed from the last backed-up epoch: "
+      f"{c.classifier_restarts_resumed}/{c.classifier_restarts}; model files checked: "
+      f"{c.classifier_files_checked}, half-written: {c.corrupt_classifier_files}",
   ]
+  if classifier_only:
+    lines = lines[-1:]
   lines += [f"FAILED: {f}" for f in c.failures]
   return "\n".join(lines)
 
@@ -400,6 +536,12 @@ def main():
   parser.add_argument("--terms", type=int, default=2, help="SIGTERMs of train")
   parser.add_argument("--ints", type=int, default=2, help="Ctrl-C (SIGINT) of train")
   parser.add_argument("--export_kills", type=int, default=3, help="SIGKILLs of export")
+  parser.add_argument("--classifier_kills", type=int, default=2,
+                      help="SIGKILLs of train_classifier")
+  parser.add_argument("--classifier_stops", type=int, default=2,
+                      help="SIGTERMs and Ctrl-Cs (alternately) of train_classifier")
+  parser.add_argument("--classifier_only", action="store_true",
+                      help="only the train_classifier faults (about 3 minutes)")
   parser.add_argument("--seed", type=int, default=0)
   parser.add_argument("--startup_s", type=float, default=15.0, help="about how long "
                       "train takes to reach its first step on this machine")
@@ -409,9 +551,16 @@ def main():
   args = parser.parse_args()
   work = args.work or tempfile.mkdtemp(prefix="faults-")
   t0 = time.time()
-  counts = run(args.kills, args.terms, args.ints, args.export_kills, args.seed, work,
-               startup_s=args.startup_s)
-  print(report(counts))
+  if args.classifier_only:
+    counts = Counts()
+    os.makedirs(work, exist_ok=True)
+    classifier_faults(work, args.classifier_kills, args.classifier_stops,
+                      random.Random(args.seed + 1), counts)
+  else:
+    counts = run(args.kills, args.terms, args.ints, args.export_kills, args.seed, work,
+                 startup_s=args.startup_s, classifier_kills=args.classifier_kills,
+                 classifier_stops=args.classifier_stops)
+  print(report(counts, args.classifier_only))
   print(f"({time.time() - t0:.0f} s; logs in {work})")
   if args.json:
     with open(args.json, "w") as f:
