@@ -81,6 +81,13 @@ def _env():
   return {**os.environ, "PYTHONPATH": ROOT, "CUDA_VISIBLE_DEVICES": ""}
 
 
+def _default_sigint():
+  # A shell without job control starts background commands with SIGINT ignored, and a
+  # child inherits that: Python would then never raise KeyboardInterrupt, and the Ctrl-C
+  # faults would be lost when this script itself runs in the background (`... &`, CI).
+  signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @dataclasses.dataclass
 class Counts:
   sigkills: int = 0
@@ -121,7 +128,7 @@ class Launch:
     self.log_path = log_path
     self.log = open(log_path, "w")
     self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT, cwd=ROOT,
-                                 env=_env())
+                                 env=_env(), preexec_fn=_default_sigint)
     self.started = time.time()
 
   def text(self) -> str:
