@@ -16,6 +16,12 @@ only where no NVIDIA driver is installed (/proc/driver/nvidia absent): on a GPU 
 failing cuInit is a real error and stays. Every other byte passes through unchanged. The
 filter ignores SIGINT/SIGTERM and ends when the command's stderr closes, so a crash, a kill
 or Ctrl-C loses no line of the command's own output. FACEEXPR_TF_LOGS=all turns it off.
+
+Kept on purpose: libjpeg's "Premature end of JPEG file" (printed by OpenCV's decoder
+beside translate's own line for a truncated photo). For a JPEG cut inside its image data
+OpenCV still returns a picture (the missing rows gray) and translate goes on with it, so
+that line is the only sign of the damage; it may go once translate reports such files
+itself.
 """
 
 import atexit

@@ -28,6 +28,9 @@ REAL = [
     b"PredictCost() for the op: Conv2D",
     b"error: --batch_size=-1: must be at least 1",
     b"Traceback (most recent call last):",
+    # libjpeg via OpenCV: for a JPEG cut inside its data, the only sign (see quiet.py).
+    b"Premature end of JPEG file",
+    b"Corrupt JPEG data: premature end of data segment",
 ]
 
 
@@ -81,3 +84,23 @@ def test_a_cli_run_starts_quietly_and_still_shows_its_errors(tmp_path):
                        timeout=300, env=env)
   assert bad.returncode == 2
   assert bad.stderr.strip().splitlines()[-1] == "error: --batch_size=-1: must be at least 1"
+
+
+def test_libjpeg_truncation_warning_is_kept_as_the_only_sign_of_a_cut_jpeg(tmp_path):
+  """OpenCV decodes a JPEG cut inside its data (the rest gray) and says so only through
+  libjpeg's stderr line: the filter must let it through."""
+  import cv2  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  picture = np.random.default_rng(0).integers(0, 255, (64, 64, 3), np.uint8)
+  jpeg = cv2.imencode(".jpg", picture)[1].tobytes()
+  path = tmp_path / "cut.jpg"
+  path.write_bytes(jpeg[:len(jpeg) * 2 // 3])
+  code = ("import cv2, sys; from faceexpr_tf import quiet; quiet.install(); "
+          f"image = cv2.imread({str(path)!r}); print(image.shape)")
+  env = {**os.environ, "PYTHONPATH": ROOT}
+  env.pop(quiet.OFF_ENV, None)
+  proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                        timeout=60, cwd=ROOT, env=env)
+  assert proc.returncode == 0, proc.stderr
+  assert proc.stdout.strip() == "(64, 64, 3)"         # decoded anyway: no error of ours
+  assert "Premature end of JPEG file" in proc.stderr  # the only sign, kept
