@@ -20,9 +20,10 @@ would put raw PNG bytes into JSON. Inputs need no such suffix: TF Serving decode
 
 Batch size: every signature takes at most MAX_BATCH images per request (translate_all:
 MAX_BATCH // K, as it runs G on N*K rows) and refuses more with an InvalidArgumentError
-naming the limit, before G runs: a mistaken 100000-face request would otherwise allocate
-G's activations for all of them at once (several MB per 48x48 face) and could take
-a serving process down. Clients split larger jobs (inference.py sends 64 at a time).
+naming the limit, before G runs: a mistaken huge request would otherwise hold G's
+activations for all of its faces at once (the full-size G on CPU: peak memory grew 1.4 MB
+per face from 32 to 128 faces, so 4096 faces ~6 GB, 100000 ~140 GB) and could take a
+serving process down. Clients split larger jobs (inference.py sends 64 at a time).
 
 Variable tracking is ExportArchive's (it lists the variables each endpoint's trace reads
 and saves those, which a TensorFlow release keeps working for Keras); this module only
