@@ -166,21 +166,22 @@ class _KeepBest(keras.callbacks.Callback):
     super().__init__()
     self.path = path
     self.record = os.path.splitext(path)[0] + ".json"
-    self.best = -1.0
+    self.best, self.best_epoch = -1.0, None
 
   def on_train_begin(self, logs=None):
     if os.path.isfile(self.path):
       try:
         with open(self.record) as f:
-          self.best = float(json.load(f)["val_accuracy"])
+          record = json.load(f)
+        self.best, self.best_epoch = float(record["val_accuracy"]), int(record["epoch"])
       except (OSError, ValueError, KeyError, TypeError):
-        self.best = -1.0
+        self.best, self.best_epoch = -1.0, None
 
   def on_epoch_end(self, epoch, logs=None):
     value = (logs or {}).get("val_accuracy")
     if value is None or float(value) <= self.best:
       return
-    self.best = float(value)
+    self.best, self.best_epoch = float(value), epoch + 1
     _save_keras(self.model, self.path)
     _replace_json(self.record, {"val_accuracy": self.best, "epoch": epoch + 1})
 
@@ -277,11 +278,12 @@ def train_classifier(data_source: str, run_dir: str, *, emotions, train_usage="T
       metrics=["accuracy"])
   best_path = os.path.join(run_dir, "checkpoints", "best.keras")
   limit = _TimeLimit(max_minutes * 60)
+  keep_best = _KeepBest(best_path)
   callbacks = [
       # Kept after the run (delete_checkpoint=False): rerunning a time-limited run with a
       # larger --max_minutes or --epochs continues from its last epoch.
       _Backup(os.path.join(run_dir, "backup"), delete_checkpoint=False),
-      _KeepBest(best_path),
+      keep_best,
       keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max", patience=patience),
       keras.callbacks.ReduceLROnPlateau(monitor="val_accuracy", mode="max", factor=0.5,
                                         patience=max(2, patience // 3), min_lr=lr / 32),
@@ -311,8 +313,9 @@ def train_classifier(data_source: str, run_dir: str, *, emotions, train_usage="T
                       if os.path.isfile(data_source) else None),
       "train_usage": train_usage, "val_usage": val_usage, "train_images": len(train),
       "augment_with": augment_with, "init_from": init_from,
-      "epochs_run": len(val_acc), "steps_per_epoch": steps_per_epoch or None,
-      "best_epoch": int(np.argmax(val_acc)) + 1 if val_acc else None,
+      # Counted from the run's first epoch, across reruns that resumed it.
+      "epochs_run": start + len(val_acc), "steps_per_epoch": steps_per_epoch or None,
+      "best_epoch": keep_best.best_epoch,
       "stopped_by": "time_limit" if limit.hit else "early_stopping_or_epochs",
       "seconds": round(time.time() - t0, 1), "params": int(model.count_params()),
       "validation": scores, "command": command}

@@ -80,8 +80,10 @@ def test_classifier_rerun_keeps_the_best_from_before_the_kill(tmp_path):
   rerun.on_train_begin()
   rerun.on_epoch_end(3, {"val_accuracy": 0.6})    # worse than before the kill: kept
   assert open(path, "rb").read() == saved
+  assert rerun.best_epoch == 1                      # what the record reports
   rerun.on_epoch_end(4, {"val_accuracy": 0.9})
   assert open(path, "rb").read() != saved
+  assert rerun.best_epoch == 5
 
 
 @contextlib.contextmanager
