@@ -196,31 +196,29 @@ class StarGAN(keras.Model):
       return losses.log_g_loss(fake_src, saturating=self.saturating_g)
     return losses.wgan_g_loss(fake_src)
 
+  def _d_input_gradient(self, x):
+    """D's outputs at x, and the gradient of the sum of its real/fake outputs w.r.t. x
+    (unscaled: under loss scaling the inner gradient flows through float16 too)."""
+    with tf.GradientTape() as tape:
+      tape.watch(x)
+      src, cls = self.discriminator(x, training=True)
+      total = self.d_optimizer.scale_loss(tf.reduce_sum(tf.cast(src, tf.float32)))
+    grads = tape.gradient(total, x)
+    if isinstance(self.d_optimizer, keras.optimizers.LossScaleOptimizer):
+      grads = tf.cast(grads, tf.float32) / tf.convert_to_tensor(self.d_optimizer.dynamic_scale)
+    return src, cls, grads
+
   def _gradient_penalty(self, x_real, x_fake):
     alpha = tf.random.uniform([tf.shape(x_real)[0], 1, 1, 1])
     x_hat = alpha * x_real + (1.0 - alpha) * x_fake
-    with tf.GradientTape() as tape:
-      tape.watch(x_hat)
-      src, _ = self.discriminator(x_hat, training=True)
-      # Under loss scaling the inner gradient flows through float16 too: scale it alike.
-      src = self.d_optimizer.scale_loss(tf.reduce_sum(tf.cast(src, tf.float32)))
-    grads = tape.gradient(src, x_hat)
-    if isinstance(self.d_optimizer, keras.optimizers.LossScaleOptimizer):
-      grads = tf.cast(grads, tf.float32) / tf.convert_to_tensor(self.d_optimizer.dynamic_scale)
-    return losses.gradient_penalty(grads)
+    return losses.gradient_penalty(self._d_input_gradient(x_hat)[2])
 
   def _real_with_r1(self, x_real):
     """D on the real faces, and the R1 penalty at them (0 when lambda_r1 is 0)."""
     if not self.lambda_r1:
       real_src, real_cls = self.discriminator(x_real, training=True)
       return real_src, real_cls, tf.constant(0.0)
-    with tf.GradientTape() as tape:
-      tape.watch(x_real)
-      real_src, real_cls = self.discriminator(x_real, training=True)
-      src = self.d_optimizer.scale_loss(tf.reduce_sum(tf.cast(real_src, tf.float32)))
-    grads = tape.gradient(src, x_real)
-    if isinstance(self.d_optimizer, keras.optimizers.LossScaleOptimizer):
-      grads = tf.cast(grads, tf.float32) / tf.convert_to_tensor(self.d_optimizer.dynamic_scale)
+    real_src, real_cls, grads = self._d_input_gradient(x_real)
     return real_src, real_cls, losses.r1_penalty(grads)
 
   # --- steps ----------------------------------------------------------------------------
