@@ -26,13 +26,21 @@ EMOTIONS = ("Angry", "Happy", "Sad", "Surprise")
 def test_short_fault_injection_run_resumes_and_loses_nothing(tmp_path):
   counts = faults.run(kills=2, terms=0, ints=1, export_kills=0, seed=1,
                       work=str(tmp_path), second=False, startup_s=10.0, log=lambda _: None,
-                      classifier_kills=1, classifier_stops=1)
+                      classifier_kills=0, classifier_stops=0)
   assert not counts.failures, faults.report(counts)
   assert counts.sigkills == 2 and counts.sigints == 1
   assert counts.restarts_resumed == counts.restarts == 3
   assert counts.corrupt_checkpoints == 0 and counts.checkpoints_checked > 0
   assert counts.final_weights_match
-  # train_classifier: a SIGKILL and a SIGTERM, each rerun resumes at the backed-up epoch.
+
+
+def test_short_classifier_fault_run_resumes_and_leaves_no_half_written_file(tmp_path):
+  """train_classifier: a SIGKILL right after an epoch's backup and a SIGTERM, each rerun
+  resumes at the backed-up epoch, every model file left loads, the last rerun finishes."""
+  import random  # pylint: disable=g-import-not-at-top
+  counts = faults.Counts()
+  faults.classifier_faults(str(tmp_path), 1, 1, random.Random(2), counts)
+  assert not counts.failures, faults.report(counts, classifier_only=True)
   assert counts.classifier_sigkills == 1 and counts.classifier_stops == 1
   assert counts.classifier_restarts_resumed == counts.classifier_restarts == 2
   assert counts.corrupt_classifier_files == 0 and counts.classifier_files_checked >= 3
