@@ -133,7 +133,8 @@ def test_profile_writes_a_trace_and_prints_the_top_ops(tmp_path):
   assert str(traces[0]) in out.stdout and f"tensorboard --logdir={logdir}" in out.stdout
   assert not (tmp_path / "b.md").exists()   # a profile appends no benchmark rows
   try:
-    from tensorflow.tsl.profiler.protobuf import xplane_pb2  # pylint: disable=g-import-not-at-top,unused-import
+    # pylint: disable-next=g-import-not-at-top,unused-import
+    from tensorflow.tsl.profiler.protobuf import xplane_pb2
   except ImportError:
     assert "No summary here" in out.stdout
     pytest.skip("this TensorFlow has no xplane proto: the trace is not summarised offline")
