@@ -165,7 +165,7 @@ class Tensor:
 
 
 def signatures(translator: inference.Translator) -> dict[str, tuple[dict, dict]]:
-  """{signature: ({input: Tensor}, {output: Tensor})}, as export.build_serving_module."""
+  """{signature: ({input: Tensor}, {output: Tensor})}, as the exported signatures (signatures.py)."""
   s, c, k = translator.image_size, translator.channels, translator.num_classes
   image = (-1, s, s, c)
   names = Tensor("string", (-1,))
