@@ -37,7 +37,13 @@ def read_image(path: str, color: bool = False) -> np.ndarray:
   if os.path.isdir(path):
     raise ImageReadError(f"{path}: is a directory, not an image")
   try:
-    images.check_size(path, images.read_head(path))  # before a decoder allocates it all
+    head = images.read_head(path)
+    images.check_size(path, head)  # before a decoder allocates it all
+    if head.startswith(b"\xff\xd8") and not _jpeg_ends(path):
+      # OpenCV would decode what is there, with the missing rows gray, and only libjpeg's
+      # unnamed "Premature end of JPEG file" on stderr would tell.
+      raise ImageReadError(f"{path}: truncated JPEG (no end-of-image marker): the rest of "
+                           "the picture is missing")
   except OSError as e:
     raise ImageReadError(f"{path}: cannot read ({os.strerror(e.errno) if e.errno else e})"
                          ) from None
@@ -56,6 +62,14 @@ def read_image(path: str, color: bool = False) -> np.ndarray:
   if color:
     image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
   return image
+
+
+def _jpeg_ends(path: str, tail: int = 4096) -> bool:
+  """Does the JPEG file carry its end-of-image marker (FFD9) near its end? (Encoders may
+  pad after it; inside the compressed data FF is always escaped, so no false marker.)"""
+  with open(path, "rb") as f:
+    f.seek(max(0, os.path.getsize(path) - tail))
+    return b"\xff\xd9" in f.read()
 
 
 def to_gray(image: np.ndarray) -> np.ndarray:

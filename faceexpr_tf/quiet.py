@@ -17,11 +17,10 @@ failing cuInit is a real error and stays. Every other byte passes through unchan
 filter ignores SIGINT/SIGTERM and ends when the command's stderr closes, so a crash, a kill
 or Ctrl-C loses no line of the command's own output. FACEEXPR_TF_LOGS=all turns it off.
 
-Kept on purpose: libjpeg's "Premature end of JPEG file" (printed by OpenCV's decoder
-beside translate's own line for a truncated photo). For a JPEG cut inside its image data
-OpenCV still returns a picture (the missing rows gray) and translate goes on with it, so
-that line is the only sign of the damage; it may go once translate reports such files
-itself.
+Kept on purpose: libjpeg's "Premature end of JPEG file", printed by OpenCV's decoder.
+faces.read_image refuses a JPEG without its end marker before decoding it (one line naming
+the file), so translate no longer provokes it; elsewhere it may be the only sign that a
+picture was decoded with rows missing.
 """
 
 import atexit

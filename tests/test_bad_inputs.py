@@ -96,7 +96,7 @@ def test_csv_controls_load(name):
 
 BAD_IMAGES = {
     "bad_empty.png": "corrupt or truncated image", "bad_text.jpg": "corrupt or truncated",
-    "bad_truncated.png": "corrupt or truncated", "bad_truncated.jpg": "corrupt or truncated",
+    "bad_truncated.png": "corrupt or truncated", "bad_truncated.jpg": "truncated JPEG",
     "bad_pdf_named.png": "corrupt or truncated", "bad_no_face.png": "no face",
     "huge.png": "20000x20000 pixels is too large"}
 FACES_FOUND = {"ok_two_faces.png": 2}

@@ -121,3 +121,22 @@ def test_read_image_errors_name_the_file(tmp_path, name, content, words):
 def test_read_image_of_a_directory(tmp_path):
   with pytest.raises(errors.UserError, match="directory"):
     faces.read_image(str(tmp_path))
+
+
+def test_a_jpeg_cut_inside_its_image_data_is_refused_in_one_line(tmp_path, capfd):
+  rng = np.random.default_rng(0)
+  picture = cv2.GaussianBlur(rng.integers(0, 256, (240, 240), dtype=np.uint8), (5, 5), 0)
+  data = cv2.imencode(".jpg", picture)[1].tobytes()
+  whole, cut, padded = (tmp_path / n for n in ("whole.jpg", "cut.jpg", "padded.jpg"))
+  whole.write_bytes(data)
+  padded.write_bytes(data + b"\0" * 100)   # some encoders pad after the end marker
+  cut.write_bytes(data[:len(data) * 2 // 3])
+  # OpenCV alone decodes the cut file, with its lower rows missing.
+  assert cv2.imread(str(cut), cv2.IMREAD_GRAYSCALE) is not None
+  capfd.readouterr()
+  with pytest.raises(faces.ImageReadError, match=r"cut\.jpg: truncated JPEG"):
+    faces.read_image(str(cut))
+  assert "Premature end" not in capfd.readouterr().err
+  for ok in (whole, padded):
+    np.testing.assert_array_equal(faces.read_image(str(ok)),
+                                  cv2.imread(str(whole), cv2.IMREAD_GRAYSCALE))
