@@ -387,11 +387,13 @@ def tflite_latency():
   import tempfile  # pylint: disable=g-import-not-at-top
   from faceexpr_tf import export  # pylint: disable=g-import-not-at-top
   from faceexpr_tf import pretrained  # pylint: disable=g-import-not-at-top
+  from faceexpr_tf import signatures  # pylint: disable=g-import-not-at-top
   from faceexpr_tf import synthetic  # pylint: disable=g-import-not-at-top
+  from faceexpr_tf import tflite  # pylint: disable=g-import-not-at-top
   for mode in _TFLITE.value:
-    if mode not in export.QUANTIZE_MODES:
+    if mode not in tflite.QUANTIZE_MODES:
       raise errors.UserError(f"--bench_tflite: unknown {mode!r} (know "
-                             f"{', '.join(export.QUANTIZE_MODES)})")
+                             f"{', '.join(tflite.QUANTIZE_MODES)})")
   _set_threads(_THREADS.value or 1)
   keras.mixed_precision.set_global_policy("float32")
   if _TFLITE_MODEL.value == "pretrained":
@@ -407,10 +409,10 @@ def tflite_latency():
     saved = export.export_saved_model(g, emotions, tmp, version=1)
     for mode in _TFLITE.value:
       path = os.path.join(tmp, f"g_{mode}.tflite")
-      export.convert_tflite(saved, path, mode, calib if mode in export.CALIBRATED_MODES
+      tflite.convert_tflite(saved, path, mode, calib if mode in tflite.CALIBRATED_MODES
                             else None)
-      err = export.compare_tflite(path, g, probe, np.arange(len(probe)) % len(emotions))
-      ms = _tflite_ms(path, export.to_unit_range(probe[:1]))
+      err = tflite.compare_tflite(path, g, probe, np.arange(len(probe)) % len(emotions))
+      ms = _tflite_ms(path, signatures.to_unit_range(probe[:1]))
       rows.append({"mode": mode, "ms": ms, **err})
       logging.info("TFLite %s: %.2f ms per face, max abs %.3g, mean abs %.3g, %.2f MB",
                    mode, ms, err["max_abs"], err["mean_abs"], err["size_bytes"] / 1e6)

@@ -30,19 +30,7 @@ from faceexpr_tf import runs
 from faceexpr_tf import signatures
 from faceexpr_tf import tflite
 
-# The pieces this mode puts together, under the names callers have always used.
-ExportError = signatures.ExportError
-SIGNATURES = signatures.SIGNATURES
-CLASS_NAMES_ASSET = signatures.CLASS_NAMES_ASSET
-to_unit_range = signatures.to_unit_range
-to_uint8 = signatures.to_uint8
-read_class_names = signatures.read_class_names
-TFLITE_SIGNATURE = tflite.TFLITE_SIGNATURE
-QUANTIZE_MODES = tflite.QUANTIZE_MODES
-CALIBRATED_MODES = tflite.CALIBRATED_MODES
-convert_tflite = tflite.convert_tflite
-run_tflite = tflite.run_tflite
-compare_tflite = tflite.compare_tflite
+ExportError = signatures.ExportError  # this mode's user errors
 
 # allow_override: other modes (train, translate) define --run_dir/--checkpoint too, and a
 # process that imports several mode modules (pytest) must not die on the duplicate.
@@ -70,7 +58,7 @@ _FORMAT = flags.DEFINE_enum(
     ".tflite of the translate_ids signature (its SavedModel goes to a temp dir).",
     **_DEFINE)
 _QUANTIZE = flags.DEFINE_enum(
-    "quantize", "none", list(QUANTIZE_MODES),
+    "quantize", "none", list(tflite.QUANTIZE_MODES),
     "TFLite quantization: none (float32), float16 (float16 weights), dynamic (int8 "
     "weights, float activations), int8 (full integer), int16x8 (int16 activations, int8 "
     "weights). int8 and int16x8 need --representative_data. See docs/serving.md for "
@@ -162,7 +150,8 @@ def export_saved_model(generator, emotions: Sequence[str], base_dir: str,
       raise ExportError(f"{final}: cannot create the version dir ({e.strerror})") from None
   finally:
     shutil.rmtree(tmp, ignore_errors=True)
-  logging.info("Wrote SavedModel %s (signatures: %s)", final, ", ".join(SIGNATURES))
+  logging.info("Wrote SavedModel %s (signatures: %s)", final,
+               ", ".join(signatures.SIGNATURES))
   return final
 
 
@@ -198,7 +187,7 @@ def verify_saved_model(version_dir: str, generator, images_uint8: np.ndarray,
                        target_ids, tolerance: float = 1e-5) -> float:
   """Reloads an export and checks translate_ids equals the Keras generator."""
   loaded = tf.saved_model.load(version_dir)
-  images = to_unit_range(np.asarray(images_uint8))
+  images = signatures.to_unit_range(np.asarray(images_uint8))
   ids = np.asarray(target_ids, np.int32)
   got = loaded.signatures["translate_ids"](image=tf.constant(images),
                                           target=tf.constant(ids))["image"].numpy()
@@ -216,10 +205,11 @@ def _check_flags():
     raise ExportError("--run_dir is required (the training run to export), or "
                       "--pretrained for the shipped generator")
   _check_model_name(_MODEL_NAME.value)
-  tflite = _FORMAT.value == "tflite"
-  if not tflite and _QUANTIZE.value != "none":
+  to_tflite = _FORMAT.value == "tflite"
+  if not to_tflite and _QUANTIZE.value != "none":
     raise ExportError("--quantize applies to --format=tflite only")
-  if tflite and _QUANTIZE.value in CALIBRATED_MODES and not _REPRESENTATIVE_DATA.value:
+  if (to_tflite and _QUANTIZE.value in tflite.CALIBRATED_MODES
+      and not _REPRESENTATIVE_DATA.value):
     raise ExportError(f"--quantize={_QUANTIZE.value} needs --representative_data "
                       "('synthetic', a fer2013 csv or an image folder)")
 
@@ -237,7 +227,7 @@ def run() -> int | None:
                step)
 
   representative = None
-  if _FORMAT.value == "tflite" and _QUANTIZE.value in CALIBRATED_MODES:
+  if _FORMAT.value == "tflite" and _QUANTIZE.value in tflite.CALIBRATED_MODES:
     representative = load_representative_images(
         _REPRESENTATIVE_DATA.value, config.emotions, _REPRESENTATIVE_COUNT.value,
         model.image_size)
@@ -264,7 +254,7 @@ def run() -> int | None:
   with tempfile.TemporaryDirectory() as tmp:
     version_dir = export_saved_model(generator, config.emotions, tmp, _MODEL_NAME.value,
                                      1, step=step)
-    convert_tflite(version_dir, out_path, _QUANTIZE.value, representative)
+    tflite.convert_tflite(version_dir, out_path, _QUANTIZE.value, representative)
   labels = os.path.join(_EXPORT_DIR.value, f"{_MODEL_NAME.value}_labels.txt")
   with open(labels, "w") as f:
     f.write("".join(f"{name}\n" for name in config.emotions))
@@ -279,7 +269,7 @@ def run() -> int | None:
     logging.warning("%s (the .tflite is written but not checked; --noverify skips the "
                     "check)", e)
     return 0
-  stats = compare_tflite(out_path, generator, check_images, check_ids)
+  stats = tflite.compare_tflite(out_path, generator, check_images, check_ids)
   logging.info("Compared %s with Keras on %d images: max abs diff %.3g, mean %.3g "
                "(in [-1, 1] units), %.2f MB", out_path, len(check_images),
                stats["max_abs"], stats["mean_abs"], stats["size_bytes"] / 1e6)

@@ -30,6 +30,7 @@ from faceexpr_tf import emotions as emotions_lib
 from faceexpr_tf import export
 from faceexpr_tf import models
 from faceexpr_tf import serving_client
+from faceexpr_tf import signatures
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = models.ModelConfig(g_conv_dim=8, g_repeat_num=1, d_conv_dim=8)
@@ -145,8 +146,8 @@ def _serve_grpc(loaded, request):
 
 
 def _keras_uint8(generator, faces, ids):
-  out = generator(export.to_unit_range(faces), tf.one_hot(ids, 4))
-  return export.to_uint8(out).numpy().astype(int)
+  out = generator(signatures.to_unit_range(faces), tf.one_hot(ids, 4))
+  return signatures.to_uint8(out).numpy().astype(int)
 
 
 def _png(image):
@@ -211,7 +212,7 @@ def test_rest_round_trip_translate_all_and_ids(loaded, generator, faces):
                                                            {"image": faces})),
       "translate_all")
   assert out["images"].shape == (3, 4, 48, 48, 1) and out["images"].dtype == np.uint8
-  x = export.to_unit_range(faces)
+  x = signatures.to_unit_range(faces)
   out = serving_client.parse_rest_response(
       _serve_rest(loaded, serving_client.rest_request_json(
           "translate_ids", {"image": x, "target": np.array([3, 0, 1], np.int32)})),
@@ -258,7 +259,7 @@ def test_grpc_round_trip_every_signature(loaded, generator, faces):
   out = call("translate_bytes", {"image_bytes": [_png(faces[0])], "target": "Surprise"})
   assert cv2.imdecode(np.frombuffer(out["png_bytes"][0], np.uint8),
                       cv2.IMREAD_UNCHANGED).shape == (48, 48)
-  x = export.to_unit_range(faces)
+  x = signatures.to_unit_range(faces)
   out = call("translate_ids", {"image": x, "target": np.array([0, 1, 2], np.int32)})
   np.testing.assert_allclose(out["image"], generator(x, tf.one_hot([0, 1, 2], 4)),
                              atol=1e-5)
