@@ -17,6 +17,7 @@ Correct on every device:
 import keras
 import tensorflow as tf
 
+from faceexpr_tf import diffaugment
 from faceexpr_tf import losses
 from faceexpr_tf import models
 
@@ -73,7 +74,8 @@ class StarGAN(keras.Model):
 
   def __init__(self, generator, discriminator, *, gan_loss="log", lambda_cls=1.0,
                lambda_rec=10.0, lambda_gp=10.0, n_critic=1, saturating_g=False, lambda_id=0.0,
-               g_ema_decay=0.0, guide=None, lambda_guide=0.0, lambda_r1=0.0, **kwargs):
+               g_ema_decay=0.0, guide=None, lambda_guide=0.0, lambda_r1=0.0, diffaug=(),
+               diffaug_seed=0, **kwargs):
     super().__init__(**kwargs)
     if gan_loss not in GAN_LOSSES:
       raise ValueError(f"gan_loss must be one of {GAN_LOSSES}, got {gan_loss!r}")
@@ -106,6 +108,10 @@ class StarGAN(keras.Model):
     self.lambda_guide = lambda_guide if guide is not None else 0.0
     if guide is not None:
       guide.trainable = False
+    # DiffAugment: every image D sees in training, real or fake, goes through the same
+    # random differentiable transform family (not in the paper; off by default).
+    self.diffaug = diffaugment.parse_policy(",".join(diffaug))
+    self.diffaug_seed = keras.random.SeedGenerator(diffaug_seed) if self.diffaug else None
     self.trackers = {name: keras.metrics.Mean(name=name) for name in TRAIN_METRICS}
     self.trackers["G/fake_accuracy"] = keras.metrics.Mean(name="G/fake_accuracy")
 
@@ -175,6 +181,8 @@ class StarGAN(keras.Model):
               "d_optimizer": _inner(self.d_optimizer).variables}
     if self.generator_ema is not None:
       groups["generator_ema"] = self.generator_ema.weights
+    if self.diffaug_seed is not None:
+      groups["diffaug_seed"] = [self.diffaug_seed.state]
     for name, opt in (("g_loss_scale", self.g_optimizer), ("d_loss_scale", self.d_optimizer)):
       if isinstance(opt, keras.optimizers.LossScaleOptimizer):
         groups[name] = [opt.step_counter, opt.dynamic_scale]
@@ -195,6 +203,10 @@ class StarGAN(keras.Model):
     if self.gan_loss == "log":
       return losses.log_g_loss(fake_src, saturating=self.saturating_g)
     return losses.wgan_g_loss(fake_src)
+
+  def _d_view(self, x):
+    """What D is shown of images in training: x, or x under DiffAugment."""
+    return diffaugment.diff_augment(x, self.diffaug, self.diffaug_seed) if self.diffaug else x
 
   def _d_input_gradient(self, x):
     """D's outputs at x, and the gradient of the sum of its real/fake outputs w.r.t. x
@@ -224,6 +236,8 @@ class StarGAN(keras.Model):
   # --- steps ----------------------------------------------------------------------------
 
   def _d_step(self, x_real, label_org, x_fake):
+    # Penalties (GP, R1) are taken at the images D is shown, as DiffAugment and ADA do.
+    x_real, x_fake = self._d_view(x_real), self._d_view(x_fake)
     with tf.GradientTape() as tape:
       real_src, real_cls, loss_r1 = self._real_with_r1(x_real)
       fake_src, _ = self.discriminator(x_fake, training=True)
@@ -255,7 +269,7 @@ class StarGAN(keras.Model):
       if d_update is not None:
         with tape.stop_recording():
           d_logs = d_update(tf.stop_gradient(x_fake))
-      fake_src, fake_cls = self.discriminator(x_fake, training=True)
+      fake_src, fake_cls = self.discriminator(self._d_view(x_fake), training=True)
       x_rec = self.generator(x_fake, onehot_org, training=True)
       loss_fake = self._g_adversarial(fake_src)
       loss_cls = losses.classification_loss(fake_cls, label_trg)

@@ -20,6 +20,7 @@ from absl import logging
 from faceexpr_tf import callbacks as callbacks_lib
 from faceexpr_tf import classifier as classifier_lib
 from faceexpr_tf import data
+from faceexpr_tf import diffaugment
 from faceexpr_tf import devices
 from faceexpr_tf import distribute
 from faceexpr_tf import emotions as emotions_lib
@@ -69,6 +70,9 @@ _LAMBDA_GP = flags.DEFINE_float("lambda_gp", 10.0, "Weight of the gradient penal
 _LAMBDA_R1 = flags.DEFINE_float("lambda_r1", 0.0, "Weight of the R1 penalty on D at real "
                                  "faces, 0.5 E|grad D(x)|^2 (StarGAN v2 uses 1; 0 = off).",
                                  **_D)
+_DIFFAUG = flags.DEFINE_string("diffaug", "", "DiffAugment: the same random, differentiable "
+                               "augmentation on real and generated images before D, any of "
+                               "color,translation,cutout ('' = off, the paper).", **_D)
 _LAMBDA_ID = flags.DEFINE_float("lambda_id", 0.0, "Weight of an identity term "
                                  "|G(x, c_org) - x| (not in the paper; 0 = off).", **_D)
 _G_EMA_DECAY = flags.DEFINE_float("g_ema_decay", 0.0, "Keep a moving average of G's "
@@ -153,6 +157,7 @@ class TrainConfig:
   lambda_rec: float = 10.0
   lambda_gp: float = 10.0
   lambda_r1: float = 0.0
+  diffaug: str = ""
   lambda_id: float = 0.0
   g_ema_decay: float = 0.0
   n_critic: int = 1
@@ -243,7 +248,8 @@ def build_stargan(cfg: TrainConfig, plan: devices.DevicePlan, total_steps: int =
         lambda_rec=cfg.lambda_rec, lambda_gp=cfg.lambda_gp, n_critic=cfg.n_critic,
         saturating_g=cfg.saturating_g, lambda_id=cfg.lambda_id,
         g_ema_decay=cfg.g_ema_decay, guide=guide, lambda_guide=cfg.lambda_guide,
-        lambda_r1=cfg.lambda_r1)
+        lambda_r1=cfg.lambda_r1, diffaug=diffaugment.parse_policy(cfg.diffaug),
+        diffaug_seed=cfg.seed)
     g_lr, d_lr = cfg.g_lr, cfg.d_lr
     if cfg.lr_decay and total_steps:
       # G's optimizer counts G updates: n_critic times fewer than steps.
@@ -342,10 +348,11 @@ def train(cfg: TrainConfig) -> dict:
   start = 0
   if resuming:
     groups = model.checkpoint_groups()
-    # Optional: the EMA and loss scales may be switched on or off between resumes (a loss
-    # scale saved under mixed_float16 is simply not read in float32).
+    # Optional: the EMA, loss scales and DiffAugment's random state may be switched on or
+    # off between resumes (a loss scale saved under mixed_float16 is not read in float32).
     meta = runs.restore_latest(cfg.run_dir, groups, optional=tuple(
-        g for g in ("generator_ema", "g_loss_scale", "d_loss_scale") if g in groups))
+        g for g in ("generator_ema", "g_loss_scale", "d_loss_scale", "diffaug_seed")
+        if g in groups))
     start = int(meta["step"]) if meta else 0
     if meta and "generator_ema" not in meta["restored"]:
       model.reset_ema()  # EMA switched on in a resumed run: start it at the restored G
@@ -475,6 +482,10 @@ def check_flags():
   for name, ok, requirement in rules:
     if not ok:
       raise errors.UserError(f"--{name}={v[name]}: {requirement}")
+  try:
+    diffaugment.parse_policy(v["diffaug"])
+  except diffaugment.PolicyError as e:
+    raise errors.UserError(str(e)) from None
 
 
 def run():

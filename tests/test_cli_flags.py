@@ -55,6 +55,8 @@ def _error_lines(result):
     (["--batch_size=-3"], "error: --batch_size=-3: must be at least 1"),
     (["--image_size=50"], "error: --image_size=50: must be a positive multiple of 16 "
                           "(G downsamples twice, D --d_repeat_num=4 times)"),
+    (["--diffaug=color,blur"], "error: --diffaug: unknown policy 'blur' (choose from color, "
+                               "translation, cutout, comma-separated, or '' for off)"),
 ])
 def test_train_refuses_bad_flags_in_one_line(args, line, tmp_path):
   run_dir = tmp_path / "run"

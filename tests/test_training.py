@@ -46,13 +46,16 @@ def test_train_writes_checkpoints_samples_and_logs(tmp_path):
   assert training.train(_config(tmp_path))["stopped_by"] == "done"
 
 
-def test_resume_matches_an_uninterrupted_run_exactly(tmp_path):
+@pytest.mark.parametrize("extra", [{}, {"diffaug": "color,translation,cutout"}],
+                         ids=["plain", "diffaug"])
+def test_resume_matches_an_uninterrupted_run_exactly(tmp_path, extra):
   # 8 synthetic identities x 4 = 32 images = 4 steps per epoch: 10 steps cross 2 epoch
-  # boundaries, and the interrupted run stops mid-epoch (step 6).
-  training.train(_config(tmp_path / "straight"))
-  training.train(_config(tmp_path / "split", max_steps=6, checkpoint_every=0))
+  # boundaries, and the interrupted run stops mid-epoch (step 6). With DiffAugment the
+  # augmentation's random state is part of the checkpoint.
+  training.train(_config(tmp_path / "straight", **extra))
+  training.train(_config(tmp_path / "split", max_steps=6, checkpoint_every=0, **extra))
   assert [s for s, _ in runs.list_checkpoints(str(tmp_path / "split"))] == [6]
-  summary = training.train(_config(tmp_path / "split"))
+  summary = training.train(_config(tmp_path / "split", **extra))
   assert summary["step"] == 10
   straight, split = _weights(tmp_path / "straight"), _weights(tmp_path / "split")
   for group in straight:
