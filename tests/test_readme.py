@@ -55,6 +55,10 @@ NOT_RUN = {
            "workers on localhost",
     "python tools/faults.py": "about 30 launches of main.py (tens of minutes); "
                               "tests/test_faults.py runs the same code with 3 faults",
+    "mkdir -p runs/fer2013_diffaug/checkpoints": "with the cp commands after it, hands "
+        "stage 1's step-3000 checkpoint to stage 2 of the shipped recipe; the shortened "
+        "stage 1 here stops at step 2, so stage 2 runs from a fresh run dir instead",
+    "cp": "as the mkdir above (the README copies files only there)",
     "python tools/make_bad_inputs.py": "rewrites tests/data/bad_inputs in the checkout; "
                                        "tests/test_bad_inputs.py runs it into a temporary "
                                        "directory and compares",
