@@ -26,9 +26,11 @@ class PolicyError(ValueError):
   pass
 
 
-def parse_policy(text: str | None) -> tuple[str, ...]:
-  """'color,translation' -> ('color', 'translation'); '' or None -> () (off)."""
-  names = tuple(n.strip() for n in (text or "").split(",") if n.strip())
+def parse_policy(text) -> tuple[str, ...]:
+  """'color,translation' or ('color', 'translation') -> ('color', 'translation');
+  '', () or None -> () (off)."""
+  parts = (text or "").split(",") if isinstance(text, str) or text is None else text
+  names = tuple(n.strip() for n in parts if n.strip())
   unknown = [n for n in names if n not in POLICIES]
   if unknown:
     raise PolicyError(f"--diffaug: unknown policy {', '.join(map(repr, unknown))} "

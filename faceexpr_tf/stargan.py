@@ -74,7 +74,7 @@ class StarGAN(keras.Model):
 
   def __init__(self, generator, discriminator, *, gan_loss="log", lambda_cls=1.0,
                lambda_rec=10.0, lambda_gp=10.0, n_critic=1, saturating_g=False, lambda_id=0.0,
-               g_ema_decay=0.0, guide=None, lambda_guide=0.0, lambda_r1=0.0, diffaug=(),
+               g_ema_decay=0.0, guide=None, lambda_guide=0.0, lambda_r1=0.0, diffaug="",
                diffaug_seed=0, **kwargs):
     super().__init__(**kwargs)
     if gan_loss not in GAN_LOSSES:
@@ -110,7 +110,7 @@ class StarGAN(keras.Model):
       guide.trainable = False
     # DiffAugment: every image D sees in training, real or fake, goes through the same
     # random differentiable transform family (not in the paper; off by default).
-    self.diffaug = diffaugment.parse_policy(",".join(diffaug))
+    self.diffaug = diffaugment.parse_policy(diffaug)
     self.diffaug_seed = keras.random.SeedGenerator(diffaug_seed) if self.diffaug else None
     self.trackers = {name: keras.metrics.Mean(name=name) for name in TRAIN_METRICS}
     self.trackers["G/fake_accuracy"] = keras.metrics.Mean(name="G/fake_accuracy")
@@ -206,7 +206,7 @@ class StarGAN(keras.Model):
 
   def _d_view(self, x):
     """What D is shown of images in training: x, or x under DiffAugment."""
-    return diffaugment.diff_augment(x, self.diffaug, self.diffaug_seed) if self.diffaug else x
+    return diffaugment.diff_augment(x, self.diffaug, self.diffaug_seed)
 
   def _d_input_gradient(self, x):
     """D's outputs at x, and the gradient of the sum of its real/fake outputs w.r.t. x

@@ -248,7 +248,7 @@ def build_stargan(cfg: TrainConfig, plan: devices.DevicePlan, total_steps: int =
         lambda_rec=cfg.lambda_rec, lambda_gp=cfg.lambda_gp, n_critic=cfg.n_critic,
         saturating_g=cfg.saturating_g, lambda_id=cfg.lambda_id,
         g_ema_decay=cfg.g_ema_decay, guide=guide, lambda_guide=cfg.lambda_guide,
-        lambda_r1=cfg.lambda_r1, diffaug=diffaugment.parse_policy(cfg.diffaug),
+        lambda_r1=cfg.lambda_r1, diffaug=cfg.diffaug,
         diffaug_seed=cfg.seed)
     g_lr, d_lr = cfg.g_lr, cfg.d_lr
     if cfg.lr_decay and total_steps:
