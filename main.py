@@ -24,13 +24,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # hide TF's C++ start-up cha
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 MODES = {
-    "train": "faceexpr_tf.training",
-    "train_classifier": "faceexpr_tf.classifier_training",
-    "evaluate": "faceexpr_tf.evaluate",
-    "export": "faceexpr_tf.export",
-    "translate": "faceexpr_tf.translate",
-    "benchmark": "faceexpr_tf.benchmark",
-    "serve": "faceexpr_tf.serve",
+    "train": "faceexpr_tf.training.train",
+    "train_classifier": "faceexpr_tf.evaluation.classifier_training",
+    "evaluate": "faceexpr_tf.evaluation.evaluate",
+    "export": "faceexpr_tf.serving.export",
+    "translate": "faceexpr_tf.photos.translate",
+    "benchmark": "faceexpr_tf.benchmark.benchmark",
+    "serve": "faceexpr_tf.web.serve",
 }
 
 

@@ -13,16 +13,17 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from faceexpr_tf import data
-from faceexpr_tf import emotions as emotions_lib
 from faceexpr_tf import errors
-from faceexpr_tf import export
-from faceexpr_tf import faces
-from faceexpr_tf import inference
-from faceexpr_tf import models
-from faceexpr_tf import runs
-from faceexpr_tf import signatures
-from faceexpr_tf import training
+from faceexpr_tf.data import emotions as emotions_lib
+from faceexpr_tf.data import faceset
+from faceexpr_tf.data import fer2013
+from faceexpr_tf.modeling import models
+from faceexpr_tf.photos import faces
+from faceexpr_tf.serving import export
+from faceexpr_tf.serving import inference
+from faceexpr_tf.serving import signatures
+from faceexpr_tf.store import runs
+from faceexpr_tf.training import train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CORPUS = os.path.join(ROOT, "tests", "data", "bad_inputs")
@@ -71,25 +72,25 @@ def test_csv_corpus_is_fully_covered():
 @pytest.mark.parametrize("name", BAD_ROW_FILES)
 def test_bad_csv_row_names_file_and_line_or_is_skipped(name):
   path = os.path.join(CORPUS, "csv", name)
-  with pytest.raises(data.DataError) as e:
-    data.load_fer2013_csv(path)
+  with pytest.raises(faceset.DataError) as e:
+    fer2013.load_fer2013_csv(path)
   assert _one_line(e.value, path).startswith(f"{path} line 3: ")
   # --skip_bad_rows: the good rows on both sides of it still load.
-  assert len(data.load_fer2013_csv(path, skip_bad_rows=True)) == 2
+  assert len(fer2013.load_fer2013_csv(path, skip_bad_rows=True)) == 2
 
 
 @pytest.mark.parametrize("name", sorted(WHOLE_FILE_ERRORS))
 def test_unusable_csv_file_is_one_line(name):
   path = os.path.join(CORPUS, "csv", name)
   for skip in (False, True):
-    with pytest.raises(data.DataError, match=WHOLE_FILE_ERRORS[name]) as e:
-      data.load_fer2013_csv(path, skip_bad_rows=skip)
+    with pytest.raises(faceset.DataError, match=WHOLE_FILE_ERRORS[name]) as e:
+      fer2013.load_fer2013_csv(path, skip_bad_rows=skip)
     assert _one_line(e.value, path).startswith(f"{path}: ")
 
 
 @pytest.mark.parametrize("name", sorted(LOADS))
 def test_csv_controls_load(name):
-  assert len(data.load_fer2013_csv(os.path.join(CORPUS, "csv", name))) == LOADS[name]
+  assert len(fer2013.load_fer2013_csv(os.path.join(CORPUS, "csv", name))) == LOADS[name]
 
 
 # --- photos for translate -----------------------------------------------------------------
@@ -108,7 +109,7 @@ def translator():
 
 
 def test_translate_reports_each_bad_photo_and_translates_the_rest(translator, tmp_path):
-  from faceexpr_tf import translate  # pylint: disable=g-import-not-at-top
+  from faceexpr_tf.photos import translate  # pylint: disable=g-import-not-at-top
   import test_images  # pylint: disable=g-import-not-at-top  (tests/ is on sys.path)
   folder = tmp_path / "photos"
   folder.mkdir()
@@ -217,7 +218,7 @@ def test_training_flag_out_of_range_is_one_line(parsed_flags, flag, value, messa
   from absl import flags  # pylint: disable=g-import-not-at-top
   flags.FLAGS[flag].value = value
   with pytest.raises(errors.UserError) as e:
-    training.check_flags()
+    train.check_flags()
   assert str(e.value).startswith(message) and "\n" not in str(e.value)
 
 

@@ -4,8 +4,8 @@ import sys
 
 import pytest
 
-from faceexpr_tf import benchmark
-from faceexpr_tf import models
+from faceexpr_tf.benchmark import benchmark
+from faceexpr_tf.modeling import models
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

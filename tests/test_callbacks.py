@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from absl import logging
 
-from faceexpr_tf import callbacks
-from faceexpr_tf import runs
+from faceexpr_tf.store import runs
+from faceexpr_tf.training import callbacks
 
 
 class _ScriptedModel:

@@ -4,11 +4,11 @@ import os
 import numpy as np
 import pytest
 
-from faceexpr_tf import classifier as classifier_lib
-from faceexpr_tf import classifier_training
-from faceexpr_tf import emotions as emotions_lib
 from faceexpr_tf import errors
-from faceexpr_tf import synthetic
+from faceexpr_tf.data import emotions as emotions_lib
+from faceexpr_tf.data import synthetic
+from faceexpr_tf.evaluation import classifier as classifier_lib
+from faceexpr_tf.evaluation import classifier_training
 
 EMOTIONS = emotions_lib.DEFAULT_EMOTIONS
 

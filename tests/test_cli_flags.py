@@ -20,7 +20,7 @@ from absl.testing import flagsaver
 
 from faceexpr_tf import errors
 from faceexpr_tf import optional
-from faceexpr_tf import training
+from faceexpr_tf.training import train
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MOBILE_FIX = 'pip install -e ".[mobile]"'
@@ -99,7 +99,7 @@ def test_check_flags_names_the_flag(parsed_flags, values, words):
   for name, value in values.items():
     flags.FLAGS[name].value = value
   with pytest.raises(errors.UserError, match=re.escape(words)):
-    training.check_flags()
+    train.check_flags()
 
 
 @pytest.mark.parametrize("flagfile", sorted(glob.glob(os.path.join(REPO, "flags",
@@ -107,12 +107,12 @@ def test_check_flags_names_the_flag(parsed_flags, values, words):
 def test_every_shipped_flagfile_passes_the_checks(parsed_flags, flagfile):
   del parsed_flags
   flags.FLAGS(["main.py", f"--flagfile={flagfile}"], known_only=True)
-  training.check_flags()
+  train.check_flags()
   # Zero means "off" / "from --epochs" / "no limit" for these.
   for name in ("max_steps", "checkpoint_every", "sample_every", "log_every",
                "max_minutes", "g_ema_decay"):
     flags.FLAGS[name].value = 0
-  training.check_flags()
+  train.check_flags()
 
 
 # ---------------------------------------------------------------------------------------
@@ -139,9 +139,9 @@ def test_require_imports_or_names_the_extra(monkeypatch):
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
   """A tiny untrained run (no training: a checkpoint of a fresh G)."""
-  from faceexpr_tf import emotions as emotions_lib
-  from faceexpr_tf import models
-  from faceexpr_tf import runs
+  from faceexpr_tf.data import emotions as emotions_lib
+  from faceexpr_tf.modeling import models
+  from faceexpr_tf.store import runs
   config = models.ModelConfig(g_conv_dim=8, g_repeat_num=1, d_conv_dim=8)
   generator = models.Generator(config)
   generator.build()
@@ -166,7 +166,7 @@ def test_tflite_export_without_litert_writes_the_files_and_warns(run_dir, tmp_pa
 def test_tflite_export_with_explicit_verify_needs_litert(run_dir, tmp_path, monkeypatch):
   # In-process (a subprocess costs a TensorFlow import); main.py turns the UserError
   # into `error: <message>` and exit 2.
-  from faceexpr_tf import export
+  from faceexpr_tf.serving import export
   monkeypatch.setitem(sys.modules, "ai_edge_litert", None)
   monkeypatch.setitem(sys.modules, "ai_edge_litert.interpreter", None)
   if not flags.FLAGS.is_parsed():
@@ -205,7 +205,7 @@ def test_serving_client_grpc_without_the_serving_extra_is_one_line(module, packa
                                                                     tmp_path):
   image = tmp_path / "face.png"
   image.write_bytes(b"\x89PNG not sent")
-  result = _run(["-m", "faceexpr_tf.serving_client", "--grpc", "--server=localhost:1",
+  result = _run(["-m", "faceexpr_tf.serving.serving_client", "--grpc", "--server=localhost:1",
                  f"--image={image}", "--emotion=Happy", f"--out={tmp_path / 'o.png'}"],
                 tmp_path, missing=[module])
   assert result.returncode == 2, result.stderr[-3000:]

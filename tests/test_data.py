@@ -10,8 +10,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from faceexpr_tf import data
 from faceexpr_tf import errors
+from faceexpr_tf.data import faceset
+from faceexpr_tf.data import fer2013
+from faceexpr_tf.data import folders
+from faceexpr_tf.data import loader
+from faceexpr_tf.data import pipeline
 
 HEADER = "emotion,pixels,Usage"
 
@@ -61,7 +65,7 @@ def _images(*seeds):
 ])
 def test_csv_loads_pixels_and_default_classes(tmp_path, name, compress):
   path = _good_csv(tmp_path, name, compress)
-  faces = data.load_fer2013_csv(path)
+  faces = fer2013.load_fer2013_csv(path)
   # Defaults Angry, Happy, Sad, Surprise = FER ids 0, 3, 4, 5 -> classes 0..3.
   assert faces.emotions == ("Angry", "Happy", "Sad", "Surprise")
   np.testing.assert_array_equal(faces.labels, [0, 1, 2, 3])
@@ -76,18 +80,18 @@ def test_csv_loads_pixels_and_default_classes(tmp_path, name, compress):
 
 def test_csv_usage_filter(tmp_path):
   path = _good_csv(tmp_path)
-  public = data.load_fer2013_csv(path, usage="publictest")  # Any case.
+  public = fer2013.load_fer2013_csv(path, usage="publictest")  # Any case.
   np.testing.assert_array_equal(public.labels, [1, 0])
   np.testing.assert_array_equal(public.images, _images(7, 8))
-  both = data.load_fer2013_csv(path, usage=["Training", "PublicTest"])
+  both = fer2013.load_fer2013_csv(path, usage=["Training", "PublicTest"])
   assert len(both) == 6
-  assert len(data.load_fer2013_csv(path, usage=None)) == 6
-  assert len(data.load_fer2013_csv(path, usage="all")) == 6
+  assert len(fer2013.load_fer2013_csv(path, usage=None)) == 6
+  assert len(fer2013.load_fer2013_csv(path, usage="all")) == 6
 
 
 def test_csv_emotion_selection_and_order(tmp_path):
   path = _good_csv(tmp_path)
-  faces = data.load_fer2013_csv(path, emotions="neutral,Happy", usage=None)
+  faces = fer2013.load_fer2013_csv(path, emotions="neutral,Happy", usage=None)
   assert faces.emotions == ("Neutral", "Happy")
   # File order is kept; class ids follow the order asked for.
   np.testing.assert_array_equal(faces.labels, [1, 0, 1])
@@ -98,7 +102,7 @@ def test_csv_without_usage_column_uses_all_rows(tmp_path, caplog):
   rows = [_row(3, _pixels(1), None), _row(4, _pixels(2), None)]
   path = _write(tmp_path / "no_usage.csv", ["emotion,pixels"] + rows)
   with caplog.at_level(std_logging.WARNING):
-    faces = data.load_fer2013_csv(path, usage="Training")
+    faces = fer2013.load_fer2013_csv(path, usage="Training")
   assert len(faces) == 2
   assert "no Usage column" in caplog.text
 
@@ -108,7 +112,7 @@ def test_csv_crlf_bom_column_order_and_blank_lines(tmp_path):
            f"Training,{' '.join(map(str, _pixels(1)))},3", "",
            f"Training,{' '.join(map(str, _pixels(2)))},5", ""]
   path = _write(tmp_path / "odd.csv", lines, newline="\r\n")
-  faces = data.load_fer2013_csv(path)
+  faces = fer2013.load_fer2013_csv(path)
   np.testing.assert_array_equal(faces.labels, [1, 3])
   np.testing.assert_array_equal(faces.images, _images(1, 2))
 
@@ -116,16 +120,16 @@ def test_csv_crlf_bom_column_order_and_blank_lines(tmp_path):
 def test_csv_quoted_pixels(tmp_path):
   path = _write(tmp_path / "quoted.csv",
                 [HEADER, f'3,"{" ".join(map(str, _pixels(1)))}",Training'])
-  np.testing.assert_array_equal(data.load_fer2013_csv(path).images, _images(1))
+  np.testing.assert_array_equal(fer2013.load_fer2013_csv(path).images, _images(1))
 
 
 def test_csv_resize(tmp_path):
   flat = np.full(2304, 90, np.uint8)
   path = _write(tmp_path / "flat.csv", [HEADER, _row(3, flat)])
-  faces = data.load_fer2013_csv(path, image_size=24)
+  faces = fer2013.load_fer2013_csv(path, image_size=24)
   assert faces.images.shape == (1, 24, 24, 1)
   assert (faces.images == 90).all()
-  assert data.load_fer2013_csv(path, image_size=64).images.shape == (
+  assert fer2013.load_fer2013_csv(path, image_size=64).images.shape == (
       1, 64, 64, 1)
 
 
@@ -180,8 +184,8 @@ BAD_ROWS = {
 def test_csv_bad_row_names_file_and_line(tmp_path, kind):
   row, problem = BAD_ROWS[kind]
   path = _with_bad_row(tmp_path, row, bad_line=4)
-  with pytest.raises(data.DataError) as error:
-    data.load_fer2013_csv(path)
+  with pytest.raises(faceset.DataError) as error:
+    fer2013.load_fer2013_csv(path)
   assert str(error.value) == f"{path} line 4: {problem}"
 
 
@@ -190,15 +194,15 @@ def test_csv_reports_the_first_bad_line(tmp_path):
   rows[4] = _row(9, _pixels(0))  # line 6: label
   rows[2] = _row(3, "1 2 3")  # line 4: pixels
   path = _write(tmp_path / "two_bad.csv", [HEADER] + rows)
-  with pytest.raises(data.DataError, match=r"line 4: 'pixels' has 3 values"):
-    data.load_fer2013_csv(path)
+  with pytest.raises(faceset.DataError, match=r"line 4: 'pixels' has 3 values"):
+    fer2013.load_fer2013_csv(path)
 
 
 def test_csv_line_numbers_count_blank_lines(tmp_path):
   lines = [HEADER, _row(3, _pixels(0)), "", "", _row(3, "1 2")]
   path = _write(tmp_path / "blank.csv", lines)
-  with pytest.raises(data.DataError, match=r"line 5: "):
-    data.load_fer2013_csv(path)
+  with pytest.raises(faceset.DataError, match=r"line 5: "):
+    fer2013.load_fer2013_csv(path)
 
 
 def test_csv_skip_bad_rows(tmp_path, caplog):
@@ -208,7 +212,7 @@ def test_csv_skip_bad_rows(tmp_path, caplog):
   rows[6] = _row(4, _replaced(0, "300"))  # line 8
   path = _write(tmp_path / "skip.csv", [HEADER] + rows)
   with caplog.at_level(std_logging.WARNING):
-    faces = data.load_fer2013_csv(path, skip_bad_rows=True)
+    faces = fer2013.load_fer2013_csv(path, skip_bad_rows=True)
   np.testing.assert_array_equal(faces.images, _images(0, 2, 3, 5, 7))
   np.testing.assert_array_equal(faces.labels, [1] * 5)
   assert "skipped 3 bad rows (lines 3, 6, 8)" in caplog.text
@@ -217,21 +221,21 @@ def test_csv_skip_bad_rows(tmp_path, caplog):
 def test_csv_pixels_of_unselected_rows_are_not_checked(tmp_path):
   rows = [_row(3, _pixels(0)), _row(6, "garbage"), _row(3, "1 2", "PublicTest")]
   path = _write(tmp_path / "unselected.csv", [HEADER] + rows)
-  assert len(data.load_fer2013_csv(path)) == 1
+  assert len(fer2013.load_fer2013_csv(path)) == 1
 
 
 def test_csv_missing_file(tmp_path):
   path = tmp_path / "nope.csv"
-  with pytest.raises(data.DataError, match="no such file or directory"):
-    data.load_fer2013_csv(path)
-  assert issubclass(data.DataError, errors.UserError)  # Shown as one line.
+  with pytest.raises(faceset.DataError, match="no such file or directory"):
+    fer2013.load_fer2013_csv(path)
+  assert issubclass(faceset.DataError, errors.UserError)  # Shown as one line.
 
 
 def test_csv_missing_column(tmp_path):
   path = _write(tmp_path / "cols.csv",
                 ["emotion,image,Usage", "3,1 2,Training"])
-  with pytest.raises(data.DataError) as error:
-    data.load_fer2013_csv(path)
+  with pytest.raises(faceset.DataError) as error:
+    fer2013.load_fer2013_csv(path)
   assert str(error.value) == (
       f"{path}: missing column 'pixels' (header has: emotion, image, Usage)")
 
@@ -239,44 +243,44 @@ def test_csv_missing_column(tmp_path):
 def test_csv_empty_file(tmp_path):
   path = tmp_path / "empty.csv"
   path.write_bytes(b"")
-  with pytest.raises(data.DataError, match=r"empty\.csv: file is empty"):
-    data.load_fer2013_csv(path)
+  with pytest.raises(faceset.DataError, match=r"empty\.csv: file is empty"):
+    fer2013.load_fer2013_csv(path)
   compressed = tmp_path / "empty.csv.gz"
   compressed.write_bytes(gzip.compress(b""))
-  with pytest.raises(data.DataError, match="file is empty"):
-    data.load_fer2013_csv(compressed)
+  with pytest.raises(faceset.DataError, match="file is empty"):
+    fer2013.load_fer2013_csv(compressed)
 
 
 def test_csv_header_only_selects_nothing(tmp_path):
   path = _write(tmp_path / "header.csv", [HEADER])
-  with pytest.raises(data.DataError,
+  with pytest.raises(faceset.DataError,
                      match="no images of Angry, Happy, Sad, Surprise with "
                      "Usage Training"):
-    data.load_fer2013_csv(path)
+    fer2013.load_fer2013_csv(path)
 
 
 def test_csv_nothing_selected_names_emotions_and_usage(tmp_path):
   path = _good_csv(tmp_path)
-  with pytest.raises(data.DataError) as error:
-    data.load_fer2013_csv(path, emotions=["Fear"], usage="PrivateTest")
+  with pytest.raises(faceset.DataError) as error:
+    fer2013.load_fer2013_csv(path, emotions=["Fear"], usage="PrivateTest")
   assert "no images of Fear with Usage PrivateTest" in str(error.value)
 
 
 def test_csv_corrupt_gzip(tmp_path):
   path = tmp_path / "broken.csv.gz"
   path.write_bytes(gzip.compress(b"emotion,pixels\n" * 1000)[:40])
-  with pytest.raises(data.DataError, match="cannot decompress gzip"):
-    data.load_fer2013_csv(path)
+  with pytest.raises(faceset.DataError, match="cannot decompress gzip"):
+    fer2013.load_fer2013_csv(path)
   path.write_bytes(b"\x1f\x8b" + bytes(range(200)))
-  with pytest.raises(data.DataError, match="cannot decompress gzip"):
-    data.load_fer2013_csv(path)
+  with pytest.raises(faceset.DataError, match="cannot decompress gzip"):
+    fer2013.load_fer2013_csv(path)
 
 
 def test_csv_binary_file(tmp_path):
   path = tmp_path / "image.csv"
   path.write_bytes(tf.io.encode_png(np.zeros((4, 4, 1), np.uint8)).numpy())
-  with pytest.raises(data.DataError, match="not a CSV text file"):
-    data.load_fer2013_csv(path)
+  with pytest.raises(faceset.DataError, match="not a CSV text file"):
+    fer2013.load_fer2013_csv(path)
 
 
 # ---------------------------------------------------------------------------
@@ -313,7 +317,7 @@ def _image_folder(root):
 
 
 def test_image_folder_converts_any_size_and_colour(tmp_path):
-  faces = data.load_image_folder(_image_folder(tmp_path / "faces"))
+  faces = folders.load_image_folder(_image_folder(tmp_path / "faces"))
   assert faces.images.shape == (3, 48, 48, 1)
   assert faces.images.dtype == np.uint8
   # Folders matched case-insensitively, sorted; Neutral is not asked for.
@@ -330,14 +334,14 @@ def test_image_folder_colour_bmp_and_rgba_png(tmp_path):
   _save_bmp(root / "Angry" / "a.bmp", np.full((5, 7, 3), 120, np.uint8))
   _save(root / "Angry" / "b.png", np.full((50, 50, 4), [60, 60, 60, 255],
                                           np.uint8))
-  faces = data.load_image_folder(root, image_size=16)
+  faces = folders.load_image_folder(root, image_size=16)
   assert faces.images.shape == (2, 16, 16, 1)
   assert (faces.images[0] == 120).all() and (faces.images[1] == 60).all()
 
 
 def test_image_folder_size_and_selection(tmp_path):
   root = _image_folder(tmp_path / "faces")
-  faces = data.load_image_folder(root, ["Neutral"], image_size=32)
+  faces = folders.load_image_folder(root, ["Neutral"], image_size=32)
   assert faces.images.shape == (1, 32, 32, 1)
   np.testing.assert_array_equal(faces.labels, [0])
 
@@ -346,16 +350,16 @@ def test_image_folder_unreadable_image(tmp_path):
   root = _image_folder(tmp_path / "faces")
   bad = root / "SAD" / "broken.png"
   bad.write_bytes(b"\x89PNG not really")
-  with pytest.raises(data.DataError, match=re.escape(f"{bad}: cannot read")):
-    data.load_image_folder(root)
+  with pytest.raises(faceset.DataError, match=re.escape(f"{bad}: cannot read")):
+    folders.load_image_folder(root)
 
 
 def test_image_folder_without_images(tmp_path):
   (tmp_path / "faces" / "Fear").mkdir(parents=True)
-  with pytest.raises(data.DataError, match="no images found for Angry"):
-    data.load_image_folder(tmp_path / "faces")
-  with pytest.raises(data.DataError, match="no such directory"):
-    data.load_image_folder(tmp_path / "missing")
+  with pytest.raises(faceset.DataError, match="no images found for Angry"):
+    folders.load_image_folder(tmp_path / "faces")
+  with pytest.raises(faceset.DataError, match="no such directory"):
+    folders.load_image_folder(tmp_path / "missing")
 
 
 # ---------------------------------------------------------------------------
@@ -363,11 +367,11 @@ def test_image_folder_without_images(tmp_path):
 
 
 def test_load_faces_synthetic_splits():
-  train = data.load_faces("synthetic", synthetic_identities=8, seed=5)
-  val = data.load_faces("Synthetic", split="validation",
-                        synthetic_identities=8, seed=5)
-  test = data.load_faces("synthetic", split="test", synthetic_identities=8,
-                         seed=5)
+  train = loader.load_faces("synthetic", synthetic_identities=8, seed=5)
+  val = loader.load_faces("Synthetic", split="validation",
+                          synthetic_identities=8, seed=5)
+  test = loader.load_faces("synthetic", split="test", synthetic_identities=8,
+                           seed=5)
   assert len(train) == 8 * 4 and len(val) == 16 * 4 and len(test) == 16 * 4
   assert train.identities is not None
   # Held-out identities: no validation face is a training face.
@@ -375,25 +379,25 @@ def test_load_faces_synthetic_splits():
   for image in val.images.reshape(len(val), -1):
     assert not (flat_train == image).all(axis=1).any()
   assert not np.array_equal(val.images, test.images)
-  again = data.load_faces("synthetic", synthetic_identities=8, seed=5)
+  again = loader.load_faces("synthetic", synthetic_identities=8, seed=5)
   np.testing.assert_array_equal(train.images, again.images)
 
 
 def test_load_faces_csv_split_to_usage(tmp_path):
   path = _good_csv(tmp_path)
-  assert len(data.load_faces(str(path))) == 4
-  val = data.load_faces(str(path), split="validation")
+  assert len(loader.load_faces(str(path))) == 4
+  val = loader.load_faces(str(path), split="validation")
   assert val.source == "fer.csv (PublicTest)"
   assert len(val) == 2
-  assert len(data.load_faces(str(path), split="validation", usage="all")) == 6
-  with pytest.raises(data.DataError, match="Usage PrivateTest"):
-    data.load_faces(str(path), split="test")
+  assert len(loader.load_faces(str(path), split="validation", usage="all")) == 6
+  with pytest.raises(faceset.DataError, match="Usage PrivateTest"):
+    loader.load_faces(str(path), split="test")
 
 
 def test_load_faces_csv_passes_options(tmp_path):
   path = _with_bad_row(tmp_path, _row(3, "1 2"))
-  faces = data.load_faces(str(path), ["Happy"], skip_bad_rows=True,
-                          image_size=32)
+  faces = loader.load_faces(str(path), ["Happy"], skip_bad_rows=True,
+                            image_size=32)
   assert faces.images.shape == (4, 32, 32, 1)
 
 
@@ -402,26 +406,26 @@ def test_load_faces_folder_with_split_folders(tmp_path):
   _save(tmp_path / "root" / "Test" / "angry" / "x.png",
         np.zeros((48, 48, 1), np.uint8))
   root = str(tmp_path / "root")
-  assert len(data.load_faces(root)) == 3
-  assert data.load_faces(root, split="test").class_counts()["Angry"] == 1
-  with pytest.raises(data.DataError, match="no 'validation' folder"):
-    data.load_faces(root, split="validation")
+  assert len(loader.load_faces(root)) == 3
+  assert loader.load_faces(root, split="test").class_counts()["Angry"] == 1
+  with pytest.raises(faceset.DataError, match="no 'validation' folder"):
+    loader.load_faces(root, split="validation")
 
 
 def test_load_faces_folder_without_split_folders(tmp_path):
   root = str(_image_folder(tmp_path / "root"))
-  assert len(data.load_faces(root)) == 3
-  with pytest.raises(data.DataError, match="only has a train split"):
-    data.load_faces(root, split="validation")
+  assert len(loader.load_faces(root)) == 3
+  with pytest.raises(faceset.DataError, match="only has a train split"):
+    loader.load_faces(root, split="validation")
 
 
 def test_load_faces_bad_source_and_split(tmp_path):
   missing = str(tmp_path / "missing.csv")
-  with pytest.raises(data.DataError) as error:
-    data.load_faces(missing)
+  with pytest.raises(faceset.DataError) as error:
+    loader.load_faces(missing)
   assert str(error.value) == f"{missing}: no such file or directory"
-  with pytest.raises(data.DataError, match="unknown split"):
-    data.load_faces("synthetic", split="dev")
+  with pytest.raises(faceset.DataError, match="unknown split"):
+    loader.load_faces("synthetic", split="dev")
 
 
 # ---------------------------------------------------------------------------
@@ -429,10 +433,10 @@ def test_load_faces_bad_source_and_split(tmp_path):
 
 
 def test_faceset_subset_and_counts():
-  faces = data.FaceSet(images=np.zeros((4, 8, 8, 1), np.uint8),
-                       labels=np.array([0, 1, 1, 0], np.int32),
-                       emotions=("Angry", "Happy"), source="test",
-                       identities=np.arange(4, dtype=np.int32))
+  faces = faceset.FaceSet(images=np.zeros((4, 8, 8, 1), np.uint8),
+                          labels=np.array([0, 1, 1, 0], np.int32),
+                          emotions=("Angry", "Happy"), source="test",
+                          identities=np.arange(4, dtype=np.int32))
   sub = faces.subset(np.array([1, 2]))
   assert len(sub) == 2
   assert sub.class_counts() == {"Angry": 0, "Happy": 2}
@@ -451,8 +455,8 @@ def _indexed_faces(n=10, num_classes=3):
   images[:, :, 0] = 255
   labels = (np.arange(n) % num_classes).astype(np.int32)
   names = ("Angry", "Happy", "Sad", "Surprise")[:num_classes]
-  return data.FaceSet(images=images, labels=labels, emotions=names,
-                      source="indexed")
+  return faceset.FaceSet(images=images, labels=labels, emotions=names,
+                         source="indexed")
 
 
 def _batches(ds, count=None):
@@ -469,15 +473,15 @@ def _index_of(images):
 
 def test_steps_per_epoch():
   faces = _indexed_faces(10)
-  assert data.steps_per_epoch(faces, 3) == 3
-  assert data.steps_per_epoch(faces, 10) == 1
-  with pytest.raises(data.DataError, match="less than one batch"):
-    data.steps_per_epoch(faces, 11)
+  assert pipeline.steps_per_epoch(faces, 3) == 3
+  assert pipeline.steps_per_epoch(faces, 10) == 1
+  with pytest.raises(faceset.DataError, match="less than one batch"):
+    pipeline.steps_per_epoch(faces, 11)
 
 
 def test_train_dataset_shapes_values_and_targets():
   faces = _indexed_faces(10, num_classes=3)
-  ds = data.make_train_dataset(faces, 4, seed=1)
+  ds = pipeline.make_train_dataset(faces, 4, seed=1)
   images_spec, org_spec, trg_spec = ds.element_spec
   assert images_spec.shape == (4, 8, 8, 1) and images_spec.dtype == tf.float32
   assert org_spec.shape == (4,) and org_spec.dtype == tf.int32
@@ -497,7 +501,7 @@ def test_train_dataset_shapes_values_and_targets():
 
 def test_train_dataset_visits_each_image_once_per_epoch():
   faces = _indexed_faces(10)
-  batches = _batches(data.make_train_dataset(faces, 3, seed=4, num_steps=9))
+  batches = _batches(pipeline.make_train_dataset(faces, 3, seed=4, num_steps=9))
   assert len(batches) == 9
   for epoch in range(3):
     index = np.concatenate([_index_of(b[0])[0]
@@ -511,9 +515,9 @@ def test_train_dataset_visits_each_image_once_per_epoch():
 
 def test_train_dataset_is_deterministic():
   faces = _indexed_faces(10)
-  first = _batches(data.make_train_dataset(faces, 3, seed=7, num_steps=5))
-  second = _batches(data.make_train_dataset(faces, 3, seed=7, num_steps=5))
-  other = _batches(data.make_train_dataset(faces, 3, seed=8, num_steps=5))
+  first = _batches(pipeline.make_train_dataset(faces, 3, seed=7, num_steps=5))
+  second = _batches(pipeline.make_train_dataset(faces, 3, seed=7, num_steps=5))
+  other = _batches(pipeline.make_train_dataset(faces, 3, seed=8, num_steps=5))
   for a, b in zip(first, second):
     for x, y in zip(a, b):
       np.testing.assert_array_equal(x, y)
@@ -523,8 +527,8 @@ def test_train_dataset_is_deterministic():
 @pytest.mark.parametrize("start", [1, 3, 5, 7])
 def test_train_dataset_resumes_at_start_step(start):
   faces = _indexed_faces(10)  # 3 batches of 3 per epoch: crosses epochs.
-  full = _batches(data.make_train_dataset(faces, 3, seed=2, num_steps=10))
-  resumed = _batches(data.make_train_dataset(
+  full = _batches(pipeline.make_train_dataset(faces, 3, seed=2, num_steps=10))
+  resumed = _batches(pipeline.make_train_dataset(
       faces, 3, seed=2, start_step=start, num_steps=10 - start))
   assert len(resumed) == 10 - start
   for a, b in zip(full[start:], resumed):
@@ -535,22 +539,22 @@ def test_train_dataset_resumes_at_start_step(start):
 def test_train_dataset_flip():
   faces = _indexed_faces(10)
   flipped = np.concatenate([_index_of(b[0])[1] == 0 for b in _batches(
-      data.make_train_dataset(faces, 5, seed=0, num_steps=8))])
+      pipeline.make_train_dataset(faces, 5, seed=0, num_steps=8))])
   assert 0 < flipped.sum() < len(flipped)
   plain = np.concatenate([_index_of(b[0])[1] == 0 for b in _batches(
-      data.make_train_dataset(faces, 5, seed=0, num_steps=8, flip=False))])
+      pipeline.make_train_dataset(faces, 5, seed=0, num_steps=8, flip=False))])
   assert not plain.any()
 
 
 def test_train_dataset_needs_two_classes():
   faces = _indexed_faces(10, num_classes=1)
-  with pytest.raises(data.DataError, match="at least 2 emotions"):
-    data.make_train_dataset(faces, 2, seed=0)
+  with pytest.raises(faceset.DataError, match="at least 2 emotions"):
+    pipeline.make_train_dataset(faces, 2, seed=0)
 
 
 def test_eval_dataset_covers_every_image_once_in_order():
   faces = _indexed_faces(10, num_classes=4)
-  batches = _batches(data.make_eval_dataset(faces, 4, seed=3))
+  batches = _batches(pipeline.make_eval_dataset(faces, 4, seed=3))
   assert [len(b[1]) for b in batches] == [4, 4, 2]
   images = np.concatenate([b[0] for b in batches])
   np.testing.assert_allclose(images, faces.images / 127.5 - 1.0, atol=1e-6)
@@ -559,5 +563,5 @@ def test_eval_dataset_covers_every_image_once_in_order():
   np.testing.assert_array_equal(org, faces.labels)
   assert (trg != org).all() and trg.dtype == np.int32
   again = np.concatenate([b[2] for b in _batches(
-      data.make_eval_dataset(faces, 3, seed=3))])
+      pipeline.make_eval_dataset(faces, 3, seed=3))])
   np.testing.assert_array_equal(trg, again)  # Fixed by the seed only.

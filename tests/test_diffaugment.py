@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from faceexpr_tf import diffaugment
-from faceexpr_tf import models
-from faceexpr_tf import stargan
+from faceexpr_tf.modeling import diffaugment
+from faceexpr_tf.modeling import models
+from faceexpr_tf.modeling import stargan
 
 TINY = models.ModelConfig(g_conv_dim=8, g_repeat_num=1, d_conv_dim=8)
 

@@ -10,9 +10,9 @@ import textwrap
 import numpy as np
 import pytest
 
-from faceexpr_tf import devices
-from faceexpr_tf import distribute
 from faceexpr_tf import errors
+from faceexpr_tf.training import devices
+from faceexpr_tf.training import distribute
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -23,7 +23,8 @@ _MIRRORED = textwrap.dedent("""
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     import keras, numpy as np
-    from faceexpr_tf import models, stargan
+    from faceexpr_tf.modeling import models
+    from faceexpr_tf.modeling import stargan
     TINY = models.ModelConfig(g_conv_dim=8, g_repeat_num=1, d_conv_dim=8)
     n_critic = int(sys.argv[1])
     rng = np.random.default_rng(0)
@@ -160,8 +161,9 @@ _TINY_FLAGS = ["--data=synthetic", "--synthetic_identities=8", "--g_conv_dim=8",
 
 
 def _tiny_config(run_dir, max_steps):
-  from faceexpr_tf import models, training  # pylint: disable=g-import-not-at-top
-  return training.TrainConfig(
+  from faceexpr_tf.modeling import models  # pylint: disable=g-import-not-at-top
+  from faceexpr_tf.training import trainer  # pylint: disable=g-import-not-at-top
+  return trainer.TrainConfig(
       run_dir=str(run_dir), emotions=("Angry", "Happy", "Sad", "Surprise"),
       model=models.ModelConfig(g_conv_dim=8, g_repeat_num=1, d_conv_dim=8),
       synthetic_identities=8, batch_size=8, max_steps=max_steps, checkpoint_every=0,
@@ -170,7 +172,8 @@ def _tiny_config(run_dir, max_steps):
 
 
 def test_two_workers_on_localhost_then_one_worker_resumes(tmp_path):
-  from faceexpr_tf import runs, training  # pylint: disable=g-import-not-at-top
+  from faceexpr_tf.store import runs  # pylint: disable=g-import-not-at-top
+  from faceexpr_tf.training import trainer  # pylint: disable=g-import-not-at-top
   run_dir = tmp_path / "two"
   ports = [_free_port(), _free_port()]
   procs = []
@@ -203,9 +206,9 @@ def test_two_workers_on_localhost_then_one_worker_resumes(tmp_path):
   # sign-like (every weight moves by ~lr whatever its gradient's size), so rounding-level
   # gradient differences flip some near-zero ones. Measured: relative difference 0.012
   # (G) and 0.0002 (D); the same run with other flips of the same faces: 0.87 and 0.64.
-  training.train(_tiny_config(tmp_path / "one", 4))
+  trainer.train(_tiny_config(tmp_path / "one", 4))
   import keras  # pylint: disable=g-import-not-at-top
-  from faceexpr_tf import models  # pylint: disable=g-import-not-at-top
+  from faceexpr_tf.modeling import models  # pylint: disable=g-import-not-at-top
   keras.utils.set_random_seed(0)
   init = dict(zip(("generator", "discriminator"), models.build_models(
       models.ModelConfig(g_conv_dim=8, g_repeat_num=1, d_conv_dim=8))))
@@ -220,6 +223,6 @@ def test_two_workers_on_localhost_then_one_worker_resumes(tmp_path):
     assert np.linalg.norm(u_two - u_one) < 0.1 * np.linalg.norm(u_one), group
 
   # Resumed by one worker (a different replica count): the step and state carry on.
-  summary = training.train(_tiny_config(run_dir, 6))
+  summary = trainer.train(_tiny_config(run_dir, 6))
   assert summary["step"] == 6 and summary["stopped_by"] == "done"
   assert [s for s, _ in runs.list_checkpoints(str(run_dir))] == [4, 6]

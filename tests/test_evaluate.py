@@ -7,13 +7,13 @@ import keras
 import numpy as np
 import pytest
 
-from faceexpr_tf import emotions as emotions_lib
-from faceexpr_tf import evaluate
-from faceexpr_tf import inference
-from faceexpr_tf import models
-from faceexpr_tf import runs
-from faceexpr_tf import scoring
-from faceexpr_tf import synthetic
+from faceexpr_tf.data import emotions as emotions_lib
+from faceexpr_tf.data import synthetic
+from faceexpr_tf.evaluation import evaluate
+from faceexpr_tf.evaluation import scoring
+from faceexpr_tf.modeling import models
+from faceexpr_tf.serving import inference
+from faceexpr_tf.store import runs
 
 TINY = models.ModelConfig(g_conv_dim=8, g_repeat_num=1, d_conv_dim=8, g_output="residual")
 EMOTIONS = emotions_lib.DEFAULT_EMOTIONS
@@ -79,7 +79,7 @@ def _synthetic_csv(path, identities=6, seed=3):
 
 @pytest.fixture(scope="module")
 def tiny_judge(tmp_path_factory):
-  from faceexpr_tf import classifier as classifier_lib  # pylint: disable=g-import-not-at-top
+  from faceexpr_tf.evaluation import classifier as classifier_lib
   path = str(tmp_path_factory.mktemp("judge") / "judge.keras")
   keras.utils.set_random_seed(1)
   classifier_lib.build_classifier(classifier_lib.ClassifierConfig(width=8)).save(path)

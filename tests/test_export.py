@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from faceexpr_tf import emotions as emotions_lib
 from faceexpr_tf import errors
-from faceexpr_tf import export
-from faceexpr_tf import models
-from faceexpr_tf import runs
-from faceexpr_tf import signatures
-from faceexpr_tf import tflite
+from faceexpr_tf.data import emotions as emotions_lib
+from faceexpr_tf.modeling import models
+from faceexpr_tf.serving import export
+from faceexpr_tf.serving import signatures
+from faceexpr_tf.serving import tflite
+from faceexpr_tf.store import runs
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EMOTIONS = emotions_lib.DEFAULT_EMOTIONS

@@ -6,7 +6,7 @@ import pytest
 from skimage import data as skdata
 
 from faceexpr_tf import errors
-from faceexpr_tf import faces
+from faceexpr_tf.photos import faces
 
 
 def _gray(rgb):

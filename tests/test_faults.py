@@ -9,11 +9,11 @@ import sys
 import numpy as np
 import pytest
 
-from faceexpr_tf import callbacks
 from faceexpr_tf import errors
-from faceexpr_tf import locks
-from faceexpr_tf import models
-from faceexpr_tf import runs
+from faceexpr_tf.modeling import models
+from faceexpr_tf.store import locks
+from faceexpr_tf.store import runs
+from faceexpr_tf.training import callbacks
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tools"))
@@ -54,8 +54,8 @@ def _tiny_classifier():
 
 def test_classifier_files_are_replaced_whole_or_not_at_all(tmp_path):
   """A write that dies half-way (a kill, a full disk) leaves the previous file intact."""
-  from faceexpr_tf import classifier_training  # pylint: disable=g-import-not-at-top
-  from faceexpr_tf import keras_files  # pylint: disable=g-import-not-at-top
+  from faceexpr_tf.evaluation import classifier_training  # pylint: disable=g-import-not-at-top
+  from faceexpr_tf.store import keras_files  # pylint: disable=g-import-not-at-top
   model = _tiny_classifier()
   path = str(tmp_path / "best.keras")
   classifier_training._save_keras(model, path)  # pylint: disable=protected-access
@@ -75,7 +75,7 @@ def test_classifier_files_are_replaced_whole_or_not_at_all(tmp_path):
 
 
 def test_classifier_rerun_keeps_the_best_from_before_the_kill(tmp_path):
-  from faceexpr_tf import classifier_training  # pylint: disable=g-import-not-at-top
+  from faceexpr_tf.evaluation import classifier_training  # pylint: disable=g-import-not-at-top
   path = str(tmp_path / "checkpoints" / "best.keras")
   os.makedirs(os.path.dirname(path))
   first = classifier_training._KeepBest(path)  # pylint: disable=protected-access

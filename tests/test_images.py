@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from faceexpr_tf import data
-from faceexpr_tf import faces
-from faceexpr_tf import images
+from faceexpr_tf.data import faceset
+from faceexpr_tf.data import folders
+from faceexpr_tf.data import images
+from faceexpr_tf.photos import faces
 
 PIL = pytest.importorskip("PIL", reason="Pillow writes the EXIF test photos")
 from PIL import Image, ImageOps  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -69,7 +70,7 @@ def test_training_folders_and_translate_read_the_same_upright_face(tmp_path):
   (tmp_path / "Happy" / "a_upright.png").write_bytes(
       _png(picture))
   (tmp_path / "Happy" / "b_phone.jpg").write_bytes(exif_jpeg(picture, 6))
-  loaded = data.load_image_folder(str(tmp_path), ("Happy", "Sad"), image_size=24)
+  loaded = folders.load_image_folder(str(tmp_path), ("Happy", "Sad"), image_size=24)
   upright, phone = loaded.images[..., 0].astype(int)
   assert np.abs(upright - phone).mean() < 2
   # Without the orientation the phone photo is the sideways picture, far from upright.
@@ -112,6 +113,6 @@ def test_huge_image_is_refused_from_its_header(tmp_path):
   with pytest.raises(faces.ImageReadError, match="huge.png: 20000x20000 pixels is too "
                      "large"):
     faces.read_image(str(path))
-  with pytest.raises(data.DataError, match="huge.png: 20000x20000 pixels is too large"):
-    data.load_image_folder(str(tmp_path), ("Happy",))
+  with pytest.raises(faceset.DataError, match="huge.png: 20000x20000 pixels is too large"):
+    folders.load_image_folder(str(tmp_path), ("Happy",))
   assert os.path.getsize(path) < 200

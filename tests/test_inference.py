@@ -5,11 +5,12 @@ import os
 import numpy as np
 import pytest
 
-from faceexpr_tf import emotions
 from faceexpr_tf import errors
-from faceexpr_tf import inference
-from faceexpr_tf import models
-from faceexpr_tf import runs
+from faceexpr_tf.data import emotions
+from faceexpr_tf.modeling import models
+from faceexpr_tf.serving import inference
+from faceexpr_tf.serving import translators
+from faceexpr_tf.store import runs
 
 TINY = models.ModelConfig(g_conv_dim=8, g_repeat_num=1, d_conv_dim=8)
 STEP = 7
@@ -39,12 +40,12 @@ def run_dir(tmp_path_factory):
 
 def test_range_helpers_round_trip():
   pixels = np.arange(256, dtype=np.uint8)
-  x = inference.to_model_range(pixels)
+  x = translators.to_model_range(pixels)
   assert x.dtype == np.float32 and x.min() == -1.0 and x.max() == 1.0
-  np.testing.assert_array_equal(inference.to_uint8(x), pixels)
-  np.testing.assert_array_equal(inference.to_uint8([-3.0, -1.0, 0.0, 0.999, 5.0]),
+  np.testing.assert_array_equal(translators.to_uint8(x), pixels)
+  np.testing.assert_array_equal(translators.to_uint8([-3.0, -1.0, 0.0, 0.999, 5.0]),
                                 [0, 0, 128, 255, 255])
-  assert inference.to_uint8(np.float32(0.003)) == 128  # 127.88 rounds up, not down
+  assert translators.to_uint8(np.float32(0.003)) == 128  # 127.88 rounds up, not down
 
 
 def test_run_dir_translate_matches_the_keras_generator(run_dir):
@@ -55,7 +56,7 @@ def test_run_dir_translate_matches_the_keras_generator(run_dir):
   assert path in translator.source
   images = faces_uint8(5)
   ids = np.array([0, 1, 2, 3, 1])
-  want = generator(inference.to_model_range(images), np.eye(4, dtype=np.float32)[ids],
+  want = generator(translators.to_model_range(images), np.eye(4, dtype=np.float32)[ids],
                    training=False)
   want = np.clip(np.rint((np.asarray(want) + 1) * 127.5), 0, 255).astype(np.uint8)
   got = translator.translate(images, ids)
@@ -176,7 +177,7 @@ def test_tflite_sidecar_as_export_writes_it(tmp_path):
                        "Grumpy")
 
 
-class _NaNTranslator(inference.Translator):
+class _NaNTranslator(translators.Translator):
 
   def _forward(self, images, target_ids):
     return np.full(images.shape, np.nan, np.float32)
@@ -191,14 +192,14 @@ def test_nan_output_is_a_user_error_not_random_pixels():
 def test_tflite_quantization_helpers():
   detail = {"dtype": np.int8, "quantization": (1 / 128, 0), "name": "image"}
   x = np.array([-1.0, 0.0, 1.0, 3.0], np.float32)
-  q = inference.quantize(x, detail)
+  q = translators.quantize(x, detail)
   assert q.dtype == np.int8 and q.tolist() == [-128, 0, 127, 127]  # clipped, not wrapped
-  np.testing.assert_allclose(inference.dequantize(q, detail), [-1, 0, 1, 1], atol=1 / 128)
+  np.testing.assert_allclose(translators.dequantize(q, detail), [-1, 0, 1, 1], atol=1 / 128)
   float_detail = {"dtype": np.float32, "quantization": (0.0, 0)}
-  assert inference.quantize(x, float_detail).dtype == np.float32
-  np.testing.assert_array_equal(inference.dequantize(x, float_detail), x)
+  assert translators.quantize(x, float_detail).dtype == np.float32
+  np.testing.assert_array_equal(translators.dequantize(x, float_detail), x)
   ids = {"dtype": np.int32, "quantization": (0.0, 0)}   # class ids: not quantized
-  assert inference.quantize(np.array([3, 1]), ids).tolist() == [3, 1]
+  assert translators.quantize(np.array([3, 1]), ids).tolist() == [3, 1]
 
 
 # --- Exported forms (faceexpr_tf/export.py) -----------------------------------------------
@@ -206,8 +207,8 @@ def test_tflite_quantization_helpers():
 @pytest.fixture(scope="module")
 def exported(run_dir, tmp_path_factory):
   try:
-    from faceexpr_tf import export  # pylint: disable=g-import-not-at-top
-    from faceexpr_tf import tflite as tflite_lib  # pylint: disable=g-import-not-at-top
+    from faceexpr_tf.serving import export  # pylint: disable=g-import-not-at-top
+    from faceexpr_tf.serving import tflite as tflite_lib  # pylint: disable=g-import-not-at-top
   except ImportError as e:
     pytest.skip(f"faceexpr_tf/export.py not available yet ({e})")
   _, generator = run_dir
@@ -229,7 +230,7 @@ def test_saved_model_matches_the_run_dir(run_dir, exported):
   want = keras_tr.translate_all(images)
   for path in (version_dir, base):  # the version dir itself, and the TF Serving base
     translator = inference.load_translator(path)
-    assert isinstance(translator, inference.SavedModelTranslator)
+    assert isinstance(translator, translators.SavedModelTranslator)
     assert translator.emotions == emotions.DEFAULT_EMOTIONS
     assert (translator.image_size, translator.channels) == (48, 1)
     assert translator.step is None  # exported without step=
@@ -239,7 +240,7 @@ def test_saved_model_matches_the_run_dir(run_dir, exported):
 def test_tflite_matches_the_run_dir(run_dir, exported):
   tflite = exported[2]
   translator = inference.load_translator(tflite)
-  assert isinstance(translator, inference.TFLiteTranslator)
+  assert isinstance(translator, translators.TFLiteTranslator)
   assert translator.emotions == emotions.DEFAULT_EMOTIONS
   assert (translator.image_size, translator.channels) == (48, 1)
   images = faces_uint8(3, seed=3)

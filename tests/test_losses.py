@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from faceexpr_tf import losses
+from faceexpr_tf.modeling import losses
 
 
 def f(x):

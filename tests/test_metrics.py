@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from skimage.metrics import structural_similarity
 
-from faceexpr_tf import metrics
+from faceexpr_tf.evaluation import metrics
 
 
 def faces(n=4, seed=0):

@@ -4,7 +4,7 @@ import inspect
 import numpy as np
 import pytest
 
-from faceexpr_tf import models
+from faceexpr_tf.modeling import models
 
 TINY = models.ModelConfig(g_conv_dim=8, g_repeat_num=1, d_conv_dim=8)
 

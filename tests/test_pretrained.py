@@ -7,11 +7,11 @@ import keras
 import numpy as np
 import pytest
 
-from faceexpr_tf import emotions as emotions_lib
 from faceexpr_tf import errors
-from faceexpr_tf import inference
-from faceexpr_tf import models
-from faceexpr_tf import pretrained
+from faceexpr_tf.data import emotions as emotions_lib
+from faceexpr_tf.modeling import models
+from faceexpr_tf.serving import inference
+from faceexpr_tf.serving import pretrained
 
 EMOTIONS = emotions_lib.DEFAULT_EMOTIONS
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

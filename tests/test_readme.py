@@ -40,7 +40,7 @@ NOT_RUN = {
                              "extra the README names is defined in pyproject.toml)",
     "python -m pytest": "the test suite itself, which runs this file",
     "docker run": "needs Docker and the tensorflow/serving image (network)",
-    "python -m faceexpr_tf.serving_client": "needs a running TF Serving server (the docker "
+    "python -m faceexpr_tf.serving.serving_client": "needs a running TF Serving server (the docker "
                                             "command); tests/test_serving_client.py runs "
                                             "the client against in-process REST and gRPC "
                                             "stand-ins",

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 from absl import logging
 
-from faceexpr_tf import locks
-from faceexpr_tf import models
-from faceexpr_tf import runs
+from faceexpr_tf.modeling import models
+from faceexpr_tf.store import locks
+from faceexpr_tf.store import runs
 
 TINY = models.ModelConfig(g_conv_dim=8, g_repeat_num=1, d_conv_dim=8)
 EMOTIONS = ("Angry", "Happy", "Sad", "Surprise")

@@ -5,11 +5,11 @@ import keras
 import numpy as np
 import pytest
 
-from faceexpr_tf import classifier as classifier_lib
-from faceexpr_tf import emotions as emotions_lib
-from faceexpr_tf import inference
-from faceexpr_tf import scoring
-from faceexpr_tf import synthetic
+from faceexpr_tf.data import emotions as emotions_lib
+from faceexpr_tf.data import synthetic
+from faceexpr_tf.evaluation import classifier as classifier_lib
+from faceexpr_tf.evaluation import scoring
+from faceexpr_tf.serving import translators
 
 EMOTIONS = emotions_lib.DEFAULT_EMOTIONS
 
@@ -42,7 +42,7 @@ def test_best_rule_picks_the_highest_eligible_target_accuracy_first_on_ties():
   assert not rule.better(history[1], history[2])
 
 
-class _Fixed(inference.Translator):
+class _Fixed(translators.Translator):
   """Returns a fixed function of the input: identity or inversion."""
 
   def __init__(self, fn):

@@ -23,13 +23,14 @@ uvicorn = pytest.importorskip("uvicorn", reason="the `web` extra (uvicorn) is no
 from fastapi import testclient  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 from faceexpr_tf import errors  # pylint: disable=wrong-import-position
-from faceexpr_tf import faces  # pylint: disable=wrong-import-position
-from faceexpr_tf import inference  # pylint: disable=wrong-import-position
-from faceexpr_tf import intensity  # pylint: disable=wrong-import-position
-from faceexpr_tf import rest_api  # pylint: disable=wrong-import-position
-from faceexpr_tf import serve  # pylint: disable=wrong-import-position
-from faceexpr_tf import serving_client  # pylint: disable=wrong-import-position
-from faceexpr_tf import web_ui  # pylint: disable=wrong-import-position
+from faceexpr_tf.photos import faces  # pylint: disable=wrong-import-position
+from faceexpr_tf.photos import intensity  # pylint: disable=wrong-import-position
+from faceexpr_tf.serving import inference  # pylint: disable=wrong-import-position
+from faceexpr_tf.serving import serving_client  # pylint: disable=wrong-import-position
+from faceexpr_tf.serving import translators  # pylint: disable=wrong-import-position
+from faceexpr_tf.web import rest_api  # pylint: disable=wrong-import-position
+from faceexpr_tf.web import serve  # pylint: disable=wrong-import-position
+from faceexpr_tf.web import web_ui  # pylint: disable=wrong-import-position
 
 URL = "/v1/models/faceexpr:predict"
 
@@ -111,7 +112,7 @@ def test_serving_default_rows_and_columns_equal_the_translator(client, translato
 
 
 def test_translate_ids_and_translate_all(client, translator, probe_faces):
-  x = inference.to_model_range(probe_faces)
+  x = translators.to_model_range(probe_faces)
   ids = [0, 3, 1]
   out = client.post(URL, json={"signature_name": "translate_ids", "instances": [
       {"image": xi.tolist(), "target": i} for xi, i in zip(x, ids)]}).json()
@@ -274,7 +275,7 @@ def test_bad_urls_and_bodies(client):
 def test_batcher_merges_concurrent_requests(translator, probe_faces):
   batcher = rest_api.Batcher(translator, max_batch=64, max_wait_s=0.05)
   try:
-    x = inference.to_model_range(probe_faces)
+    x = translators.to_model_range(probe_faces)
     labels = np.eye(4, dtype=np.float32)[[1, 2, 3]]
     with futures.ThreadPoolExecutor(8) as pool:
       outs = list(pool.map(lambda _: batcher.run(x, labels, timeout=60), range(16)))
@@ -290,7 +291,7 @@ def test_batcher_merges_concurrent_requests(translator, probe_faces):
 def test_batcher_queue_is_bounded(translator, probe_faces):
   batcher = rest_api.Batcher(translator, max_batch=1, max_wait_s=0.0, max_queue=2)
   try:
-    x = inference.to_model_range(np.repeat(probe_faces, 20, axis=0))
+    x = translators.to_model_range(np.repeat(probe_faces, 20, axis=0))
     labels = np.eye(4, dtype=np.float32)[np.zeros(len(x), int)]
     accepted, refused = [], 0
     for _ in range(20):
@@ -343,13 +344,13 @@ def test_intensity_moves_from_the_input_to_the_full_expression(translator, probe
 
 def test_ids_only_translators_refuse_intensity_below_one(probe_faces, tmp_path):
   import keras  # pylint: disable=g-import-not-at-top
-  from faceexpr_tf import emotions as emotions_lib  # pylint: disable=g-import-not-at-top
-  from faceexpr_tf import export  # pylint: disable=g-import-not-at-top
-  from faceexpr_tf import models  # pylint: disable=g-import-not-at-top
+  from faceexpr_tf.data import emotions as emotions_lib  # pylint: disable=g-import-not-at-top
+  from faceexpr_tf.serving import export  # pylint: disable=g-import-not-at-top
+  from faceexpr_tf.modeling import models  # pylint: disable=g-import-not-at-top
   keras.utils.set_random_seed(3)
   tiny = models.Generator(models.ModelConfig(g_conv_dim=8, g_repeat_num=1, d_conv_dim=8))
   tiny.build()
-  keras_translator = inference.KerasTranslator(tiny, emotions_lib.DEFAULT_EMOTIONS, "tiny")
+  keras_translator = translators.KerasTranslator(tiny, emotions_lib.DEFAULT_EMOTIONS, "tiny")
   version_dir = export.export_saved_model(tiny, emotions_lib.DEFAULT_EMOTIONS,
                                           str(tmp_path), step=1)
   saved = inference.load_translator(version_dir)
@@ -365,7 +366,7 @@ def test_ids_only_translators_refuse_intensity_below_one(probe_faces, tmp_path):
 
 def test_translate_mode_intensity_flag(parsed_flags, tmp_path, astronaut):
   from absl import flags  # pylint: disable=g-import-not-at-top
-  from faceexpr_tf import translate  # pylint: disable=g-import-not-at-top
+  from faceexpr_tf.photos import translate  # pylint: disable=g-import-not-at-top
   path = tmp_path / "astronaut.png"
   path.write_bytes(png(cv2.cvtColor(astronaut[0], cv2.COLOR_RGB2BGR)))
   grids = {}

@@ -19,8 +19,8 @@ import cv2
 import numpy as np
 import pytest
 
-from faceexpr_tf import faces
-from faceexpr_tf import visualize
+from faceexpr_tf.data import visualize
+from faceexpr_tf.photos import faces
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DOCS_SCREENSHOT = os.path.join(REPO, "docs", "serve_page.png")

@@ -26,11 +26,11 @@ import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
-from faceexpr_tf import emotions as emotions_lib
-from faceexpr_tf import export
-from faceexpr_tf import models
-from faceexpr_tf import serving_client
-from faceexpr_tf import signatures
+from faceexpr_tf.data import emotions as emotions_lib
+from faceexpr_tf.modeling import models
+from faceexpr_tf.serving import export
+from faceexpr_tf.serving import serving_client
+from faceexpr_tf.serving import signatures
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = models.ModelConfig(g_conv_dim=8, g_repeat_num=1, d_conv_dim=8)
@@ -325,7 +325,7 @@ def rest_server(loaded):
 
 def _client(*args):
   # The REST path imports neither TensorFlow nor grpc: this subprocess is quick.
-  return subprocess.run([sys.executable, "-m", "faceexpr_tf.serving_client", *args],
+  return subprocess.run([sys.executable, "-m", "faceexpr_tf.serving.serving_client", *args],
                         cwd=REPO, env={**os.environ, "PYTHONPATH": REPO},
                         capture_output=True, text=True, timeout=120)
 
@@ -343,7 +343,7 @@ def test_cli_translates_a_photo_over_rest(rest_server, faces, tmp_path):
 
 
 def test_rest_client_does_not_import_tensorflow():
-  probe = ("import sys, faceexpr_tf.serving_client as c; "
+  probe = ("import sys, faceexpr_tf.serving.serving_client as c; "
            "c.rest_request_json('translate_bytes', {'image_bytes': [b'x'], "
            "'target': ['Sad']}); assert 'tensorflow' not in sys.modules, 'imported TF'")
   result = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True,

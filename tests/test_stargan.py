@@ -3,10 +3,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from faceexpr_tf import data
-from faceexpr_tf import models
-from faceexpr_tf import stargan
-from faceexpr_tf import synthetic
+from faceexpr_tf.data import pipeline
+from faceexpr_tf.data import synthetic
+from faceexpr_tf.modeling import models
+from faceexpr_tf.modeling import stargan
 
 TINY = models.ModelConfig(g_conv_dim=8, g_repeat_num=1, d_conv_dim=8)
 
@@ -83,9 +83,9 @@ def test_n_critic_updates_g_every_nth_step():
 def test_short_run_on_synthetic_faces_lowers_reconstruction_loss():
   faces = synthetic.synthetic_faceset(32, seed=0)
   model = _model(lr=5e-4)
-  val = data.make_eval_dataset(faces, 32)
+  val = pipeline.make_eval_dataset(faces, 32)
   before = model.evaluate(val, verbose=0, return_dict=True)["G/loss_rec"]
-  stream = data.make_train_dataset(faces, 16, seed=0, num_steps=60)
+  stream = pipeline.make_train_dataset(faces, 16, seed=0, num_steps=60)
   history = model.fit(stream, epochs=1, verbose=0)
   after = model.evaluate(val, verbose=0, return_dict=True)["G/loss_rec"]
   assert after < 0.6 * before, (before, after)
@@ -211,7 +211,7 @@ def test_jit_compiled_step_equals_the_eager_step():
 
 
 def test_r1_penalty_of_known_gradients():
-  from faceexpr_tf import losses
+  from faceexpr_tf.modeling import losses
   grads = np.ones((2, 3, 3, 1), np.float32)
   grads[1] *= 2.0
   # 0.5 * mean over faces of the squared norm: 0.5 * (9 + 36) / 2.

@@ -5,9 +5,9 @@ import itertools
 import numpy as np
 import pytest
 
-from faceexpr_tf import data
-from faceexpr_tf import emotions
-from faceexpr_tf import synthetic
+from faceexpr_tf.data import emotions
+from faceexpr_tf.data import faceset
+from faceexpr_tf.data import synthetic
 
 ALL = emotions.FER2013_EMOTIONS
 DEFAULTS = emotions.DEFAULT_EMOTIONS
@@ -115,7 +115,7 @@ def test_different_identities_differ(faces_all):
 
 def test_synthetic_faceset_layout():
   faces = synthetic.synthetic_faceset(5, seed=2, emotions=("Sad", "Happy"))
-  assert isinstance(faces, data.FaceSet)
+  assert isinstance(faces, faceset.FaceSet)
   assert len(faces) == 10
   assert faces.emotions == ("Sad", "Happy")
   assert faces.images.shape == (10, 48, 48, 1)

@@ -10,10 +10,10 @@ import time
 import numpy as np
 import pytest
 
-from faceexpr_tf import callbacks
-from faceexpr_tf import models
-from faceexpr_tf import runs
-from faceexpr_tf import training
+from faceexpr_tf.modeling import models
+from faceexpr_tf.store import runs
+from faceexpr_tf.training import callbacks
+from faceexpr_tf.training import trainer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = models.ModelConfig(g_conv_dim=8, g_repeat_num=1, d_conv_dim=8)
@@ -25,7 +25,7 @@ def _config(run_dir, **overrides):
               sample_every=5, log_every=5, precision="float32", jit_compile="false",
               verbose="0", report=False)
   base.update(overrides)
-  return training.TrainConfig(**base)
+  return trainer.TrainConfig(**base)
 
 
 def _weights(run_dir):
@@ -36,14 +36,14 @@ def _weights(run_dir):
 
 
 def test_train_writes_checkpoints_samples_and_logs(tmp_path):
-  summary = training.train(_config(tmp_path))
+  summary = trainer.train(_config(tmp_path))
   assert summary["step"] == 10 and summary["stopped_by"] == "done"
   assert [s for s, _ in runs.list_checkpoints(str(tmp_path))] == [4, 8, 10]
   assert sorted(os.listdir(tmp_path / "samples")) == ["step-000000005.png",
                                                       "step-000000010.png"]
   assert os.listdir(tmp_path / "logs" / "train")
   # Nothing more to do when rerun at the end.
-  assert training.train(_config(tmp_path))["stopped_by"] == "done"
+  assert trainer.train(_config(tmp_path))["stopped_by"] == "done"
 
 
 @pytest.mark.parametrize("extra", [{}, {"diffaug": "color,translation,cutout"}],
@@ -52,10 +52,10 @@ def test_resume_matches_an_uninterrupted_run_exactly(tmp_path, extra):
   # 8 synthetic identities x 4 = 32 images = 4 steps per epoch: 10 steps cross 2 epoch
   # boundaries, and the interrupted run stops mid-epoch (step 6). With DiffAugment the
   # augmentation's random state is part of the checkpoint.
-  training.train(_config(tmp_path / "straight", **extra))
-  training.train(_config(tmp_path / "split", max_steps=6, checkpoint_every=0, **extra))
+  trainer.train(_config(tmp_path / "straight", **extra))
+  trainer.train(_config(tmp_path / "split", max_steps=6, checkpoint_every=0, **extra))
   assert [s for s, _ in runs.list_checkpoints(str(tmp_path / "split"))] == [6]
-  summary = training.train(_config(tmp_path / "split", **extra))
+  summary = trainer.train(_config(tmp_path / "split", **extra))
   assert summary["step"] == 10
   straight, split = _weights(tmp_path / "straight"), _weights(tmp_path / "split")
   for group in straight:
@@ -65,19 +65,19 @@ def test_resume_matches_an_uninterrupted_run_exactly(tmp_path, extra):
 
 
 def test_diverged_run_keeps_last_good_checkpoint(tmp_path):
-  training.train(_config(tmp_path, max_steps=4))
+  trainer.train(_config(tmp_path, max_steps=4))
   good = _weights(tmp_path)
   with pytest.raises(callbacks.TrainingDiverged, match="non-finite loss at step 5"):
-    training.train(_config(tmp_path, lambda_rec=float("nan")))
+    trainer.train(_config(tmp_path, lambda_rec=float("nan")))
   assert [s for s, _ in runs.list_checkpoints(str(tmp_path))] == [4]
   for a, b in zip(good["generator"], _weights(tmp_path)["generator"]):
     np.testing.assert_array_equal(a, b)
 
 
 def test_refuses_run_dir_with_other_model_flags(tmp_path):
-  training.train(_config(tmp_path, max_steps=2))
+  trainer.train(_config(tmp_path, max_steps=2))
   with pytest.raises(runs.RunDirError, match="different model flags"):
-    training.train(_config(tmp_path, model=dataclasses.replace(TINY, g_conv_dim=16)))
+    trainer.train(_config(tmp_path, model=dataclasses.replace(TINY, g_conv_dim=16)))
 
 
 # --- the command line, in subprocesses ---------------------------------------------------
@@ -158,7 +158,7 @@ def test_cli_bad_input_is_one_error_line(tmp_path, args, message):
 
 
 def test_moving_average_generator_is_what_inference_loads(tmp_path):
-  training.train(_config(tmp_path, max_steps=3, g_ema_decay=0.9))
+  trainer.train(_config(tmp_path, max_steps=3, g_ema_decay=0.9))
   arrays = _weights(tmp_path)
   _, path = runs.list_checkpoints(str(tmp_path))[-1]
   _, with_ema = runs.read_checkpoint(path, ["generator_ema"])
@@ -169,14 +169,14 @@ def test_moving_average_generator_is_what_inference_loads(tmp_path):
   assert any(not np.array_equal(e, r) for e, r in zip(with_ema["generator_ema"],
                                                       arrays["generator"]))
   # Switching the average on when resuming a run made without it starts it at G.
-  training.train(_config(tmp_path / "b", max_steps=2))
-  summary = training.train(_config(tmp_path / "b", max_steps=3, g_ema_decay=0.9))
+  trainer.train(_config(tmp_path / "b", max_steps=2))
+  summary = trainer.train(_config(tmp_path / "b", max_steps=3, g_ema_decay=0.9))
   assert summary["step"] == 3
 
 
 def _tiny_judge(path):
   import keras  # pylint: disable=g-import-not-at-top
-  from faceexpr_tf import classifier as classifier_lib  # pylint: disable=g-import-not-at-top
+  from faceexpr_tf.evaluation import classifier as classifier_lib
   keras.utils.set_random_seed(2)
   classifier_lib.build_classifier(classifier_lib.ClassifierConfig(width=4)).save(path)
   return path
@@ -184,7 +184,7 @@ def _tiny_judge(path):
 
 def test_scoring_while_training_logs_scores_and_keeps_the_best(tmp_path, monkeypatch):
   import json  # pylint: disable=g-import-not-at-top
-  from faceexpr_tf import scoring  # pylint: disable=g-import-not-at-top
+  from faceexpr_tf.evaluation import scoring  # pylint: disable=g-import-not-at-top
   judge = _tiny_judge(str(tmp_path / "judge.keras"))
   # A rule every checkpoint passes, so the test sees a best being kept and replaced;
   # the real rule is tested on scripted scores in test_scoring.py.
@@ -192,7 +192,7 @@ def test_scoring_while_training_logs_scores_and_keeps_the_best(tmp_path, monkeyp
   cfg = _config(tmp_path / "run", judge=judge, eval_every=4, eval_faces=16,
                 guide=judge, lambda_guide=1.0, lr_decay=True, g_ema_decay=0.9,
                 validate=False)  # scoring still loads the validation faces
-  training.train(cfg)
+  trainer.train(cfg)
   lines = (tmp_path / "run" / "scores.jsonl").read_text().splitlines()
   history = [json.loads(line) for line in lines]
   assert [h["step"] for h in history] == [4, 8, 10]  # 10: the final G is scored too
@@ -213,7 +213,7 @@ def test_scoring_while_training_logs_scores_and_keeps_the_best(tmp_path, monkeyp
 
 
 def test_best_checkpoint_without_scoring_is_a_clear_error(tmp_path):
-  training.train(_config(tmp_path, max_steps=4))
+  trainer.train(_config(tmp_path, max_steps=4))
   with pytest.raises(runs.RunDirError, match="no best checkpoint"):
     runs.resolve_checkpoint(str(tmp_path), "best")
 
@@ -223,14 +223,14 @@ def test_resume_across_precisions_keeps_the_optimizer_state(tmp_path):
   # groups), so a float32 run resumes under mixed_float16 (loss scaling on) and back.
   import keras  # pylint: disable=g-import-not-at-top
   try:
-    training.train(_config(tmp_path, max_steps=2, checkpoint_every=0))
-    summary = training.train(_config(tmp_path, max_steps=4, checkpoint_every=0,
+    trainer.train(_config(tmp_path, max_steps=2, checkpoint_every=0))
+    summary = trainer.train(_config(tmp_path, max_steps=4, checkpoint_every=0,
                                      precision="mixed_float16"))
     assert summary["step"] == 4
     _, path = runs.list_checkpoints(str(tmp_path))[-1]
     _, arrays = runs.read_checkpoint(path, ["d_optimizer"], optional=["d_loss_scale"])
     assert int(arrays["d_optimizer"][0]) == 4          # Adam's own step count went on
     assert "d_loss_scale" in arrays                    # the loss scale is saved too
-    assert training.train(_config(tmp_path, max_steps=5, checkpoint_every=0))["step"] == 5
+    assert trainer.train(_config(tmp_path, max_steps=5, checkpoint_every=0))["step"] == 5
   finally:
     keras.mixed_precision.set_global_policy("float32")

@@ -10,11 +10,11 @@ import pytest
 from absl import flags
 from skimage import data as skdata
 
-from faceexpr_tf import emotions
 from faceexpr_tf import errors
-from faceexpr_tf import models
-from faceexpr_tf import runs
-from faceexpr_tf import translate
+from faceexpr_tf.data import emotions
+from faceexpr_tf.modeling import models
+from faceexpr_tf.photos import translate
+from faceexpr_tf.store import runs
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = models.ModelConfig(g_conv_dim=8, g_repeat_num=1, d_conv_dim=8)
@@ -151,7 +151,7 @@ def test_batches_across_files_write_what_one_file_at_a_time_writes(inputs, tmp_p
   """Faces of many files share G's batches (3 faces here, so a two-face photo straddles
   two batches, and a broken file sits mid-batch); every output must be what translating
   each file on its own writes."""
-  from faceexpr_tf import inference  # pylint: disable=g-import-not-at-top
+  from faceexpr_tf.serving import inference  # pylint: disable=g-import-not-at-top
   astronaut = skdata.astronaut()
   photos = []
   for i, image in enumerate([astronaut[40:300, 100:360], np.concatenate(

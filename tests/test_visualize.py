@@ -1,6 +1,6 @@
 import numpy as np
 
-from faceexpr_tf import visualize
+from faceexpr_tf.data import visualize
 
 GAP = visualize._GAP
 

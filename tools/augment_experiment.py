@@ -21,8 +21,8 @@ from absl import app
 from absl import flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from faceexpr_tf import classifier_training  # noqa: E402  (defines the recipe's flags)
-from faceexpr_tf import emotions as emotions_lib  # noqa: E402
+from faceexpr_tf.data import emotions as emotions_lib  # noqa: E402
+from faceexpr_tf.evaluation import classifier_training  # noqa: E402  (defines the recipe's flags)
 
 _SEEDS = flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds; each trains both arms.")
 _OUT = flags.DEFINE_string("out", "runs/augment_experiment", "Folder of the runs.")

@@ -59,7 +59,7 @@ if __name__ == "__main__":  # this script reads checkpoints: TensorFlow starts h
 
 import numpy as np  # noqa: E402  pylint: disable=wrong-import-position
 
-from faceexpr_tf import runs  # noqa: E402  pylint: disable=wrong-import-position
+from faceexpr_tf.store import runs  # noqa: E402  pylint: disable=wrong-import-position
 
 CHECKPOINT_EVERY = 4
 GROUPS = ["generator", "discriminator", "g_optimizer", "d_optimizer"]
@@ -358,7 +358,7 @@ def _classifier_epoch(run_dir) -> int:
 
 def check_classifier_files(run_dir, counts: Counts):
   """Every model file the classifier run left loads: none half-written."""
-  from faceexpr_tf import keras_files  # pylint: disable=g-import-not-at-top
+  from faceexpr_tf.store import keras_files  # pylint: disable=g-import-not-at-top
   paths = [os.path.join(run_dir, "checkpoints", "best.keras"),
            os.path.join(run_dir, "classifier.keras")]
   for path in paths:

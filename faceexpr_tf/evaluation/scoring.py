@@ -1,0 +1,234 @@
+"""Score a generator on real faces with an independent expression classifier (the judge).
+
+Every face is translated to every other emotion. Three questions, each with numbers:
+  expression  does the judge read the target emotion in G(x, c)?  (target accuracy; the
+              "do nothing" line is how often it reads c in the untouched input x)
+  identity    is it still the same face?  (SSIM, L1, PSNR, pixel correlation with x; an
+              inverted face has correlation near -1; cycle L1 of G(G(x, c), c_org))
+  realism     do translations look like real faces to the judge's features?  (Frechet
+              distance and KID on its penultimate layer, with real-vs-real, two halves
+              of the real faces, as the floor: no Inception weights can be downloaded;
+              the translations compared are drawn with the real faces' mix of emotions,
+              see matched_mix)
+
+`choose_best` is the rule that keeps a run's best checkpoint (see its docstring).
+"""
+
+import dataclasses
+
+import numpy as np
+
+from faceexpr_tf.evaluation import classifier as classifier_lib
+from faceexpr_tf.evaluation import metrics
+from faceexpr_tf.serving import translators
+
+
+class Judge:
+  """A classifier's logits and penultimate features for uint8 faces."""
+
+  def __init__(self, model, record=None, path=None):
+    self.model = model
+    self.record = record or {}
+    self.path = path
+    self._features = classifier_lib.feature_model(model)
+
+  def __call__(self, images_uint8: np.ndarray, batch: int = 256):
+    """uint8 [N, S, S, 1] -> (features [N, D], logits [N, K])."""
+    feats, logits = [], []
+    for i in range(0, len(images_uint8), batch):
+      f, l = self._features(translators.to_model_range(images_uint8[i:i + batch]),
+                            training=False)
+      feats.append(np.asarray(f, np.float64))
+      logits.append(np.asarray(l, np.float64))
+    if not feats:
+      return np.zeros((0, 0)), np.zeros((0, 0))
+    return np.concatenate(feats), np.concatenate(logits)
+
+
+def load_judge(path: str | None = None) -> Judge:
+  model, record = classifier_lib.load_classifier(path)
+  return Judge(model, record, path or classifier_lib.SHIPPED_CLASSIFIER)
+
+
+@dataclasses.dataclass
+class Translations:
+  """Every face (index `source`) translated to every other class (`target`)."""
+  source: np.ndarray       # int [M] index into the faces
+  source_label: np.ndarray  # int [M]
+  target: np.ndarray       # int [M]
+  images: np.ndarray       # uint8 [M, S, S, 1]
+  cycled: np.ndarray | None = None  # uint8 [M, S, S, 1]: G(G(x, c), c_org)
+
+
+def translate_to_every_other(translator, images: np.ndarray, labels: np.ndarray,
+                             cycle: bool = True, progress=None) -> Translations:
+  k = translator.num_classes
+  idx = np.repeat(np.arange(len(images)), k - 1)
+  # The k-1 targets of a face of class l are l+1, ..., l+k-1 (mod k).
+  shift = np.tile(np.arange(1, k), len(images))
+  target = ((labels[idx] + shift) % k).astype(np.int32)
+  out = np.empty((len(idx),) + images.shape[1:], np.uint8)
+  back = np.empty_like(out) if cycle else None
+  chunk = 256
+  for start in range(0, len(idx), chunk):
+    sl = slice(start, start + chunk)
+    out[sl] = translator.translate(images[idx[sl]], target[sl])
+    if cycle:
+      back[sl] = translator.translate(out[sl], labels[idx[sl]])
+    if progress is not None:
+      progress(min(start + chunk, len(idx)), len(idx))
+  return Translations(idx, labels[idx], target, out, back)
+
+
+def balanced_pick(labels: np.ndarray, count: int, seed: int = 0) -> np.ndarray:
+  """Up to `count` sorted indices, as equal per class as the classes allow, fixed by seed."""
+  rng = np.random.default_rng(seed + 7)
+  pools = [rng.permutation(np.flatnonzero(labels == c)) for c in np.unique(labels)]
+  picks, i = [], 0
+  while len(picks) < count and any(i < len(p) for p in pools):
+    picks.extend(int(p[i]) for p in pools if i < len(p))
+    i += 1
+  return np.sort(np.asarray(picks[:count], np.int64))
+
+
+def matched_mix(targets: np.ndarray, reference_labels: np.ndarray, seed: int = 0) -> np.ndarray:
+  """Sorted indices into `targets`: the largest sample, drawn without replacement (fixed by
+  seed), whose classes come in the same proportions as `reference_labels`.
+
+  Realism compares translations with real faces on a classifier's features, where the
+  classes are far apart: a set of translations with another mix of emotions than the real
+  faces is "unrealistic" even when every face is perfect. Translating every face to every
+  other emotion makes exactly such a set (the rarest real emotions become the commonest
+  targets): on FER2013 PublicTest, real faces of the target emotions in that mix scored FD
+  17x the real-vs-real floor. Returns every index when no class of the reference is
+  among the targets' classes (nothing to match with)."""
+  classes, counts = np.unique(reference_labels, return_counts=True)
+  share = counts / counts.sum()
+  pools = [np.flatnonzero(targets == c) for c in classes]
+  size = min(len(pool) / p for pool, p in zip(pools, share))
+  if size < 1:
+    return np.arange(len(targets))
+  rng = np.random.default_rng(seed + 11)
+  picks = [rng.permutation(pool)[:min(len(pool), int(round(p * size)))]
+           for pool, p in zip(pools, share)]
+  return np.sort(np.concatenate(picks)).astype(np.int64)
+
+
+def real_floor(features: np.ndarray, seed: int = 0) -> dict:
+  """FD and KID between two random halves of the real faces: what 'as real as real'
+  scores with this many faces (the floor the translations are compared with)."""
+  order = np.random.default_rng(seed).permutation(len(features))
+  a, b = features[order[:len(order) // 2]], features[order[len(order) // 2:]]
+  return {"fd": metrics.frechet_distance(a, b), "kid": metrics.kid(a, b, seed=seed)[0]}
+
+
+def score(translator, judge: Judge, images: np.ndarray, labels: np.ndarray, *,
+          cycle: bool = True, real=None, progress=None, seed: int = 0) -> tuple[dict, dict]:
+  """Scores `translator` on uint8 faces with class `labels`.
+
+  `real` may carry the judge's (features, logits) of `images` computed before (the
+  training callback reuses them). Returns (metrics dict, arrays dict with the
+  translations and per-translation values for figures).
+  """
+  k = translator.num_classes
+  feats_real, logits_real = real if real is not None else judge(images)
+  pred_real = logits_real.argmax(-1)
+  tr = translate_to_every_other(translator, images, labels, cycle, progress)
+  feats_fake, logits_fake = judge(tr.images)
+  prob_fake = _softmax(logits_fake)
+  pred_fake = prob_fake.argmax(-1)
+  hit = pred_fake == tr.target
+  do_nothing = pred_real[tr.source] == tr.target
+  ssim = metrics.ssim(images[tr.source], tr.images)
+  corr = metrics.pixel_correlation(images[tr.source], tr.images)
+  l1 = metrics.l1(images[tr.source], tr.images) / 255
+  psnr = metrics.psnr(images[tr.source], tr.images)
+  floor = real_floor(feats_real, seed)
+  # Translations of one half against the real faces of the other half, so that no real
+  # face is compared with its own translation (the floor compares the same halves).
+  order = np.random.default_rng(seed).permutation(len(images))
+  half_a, half_b = order[:len(order) // 2], order[len(order) // 2:]
+  # ... with the emotions of the translations in the same mix as those of the real faces.
+  from_b = np.flatnonzero(np.isin(tr.source, half_b))
+  from_b = from_b[matched_mix(tr.target[from_b], labels[half_a], seed)]
+  fd = metrics.frechet_distance(feats_real[half_a], feats_fake[from_b])
+  kid, kid_std = metrics.kid(feats_real[half_a], feats_fake[from_b], seed=seed)
+  real_matrix = classifier_lib.confusion_matrix(labels, pred_real, k)
+  out = {
+      "faces": int(len(images)), "translations": int(len(tr.images)),
+      "target_accuracy": float(hit.mean()),
+      "target_accuracy_by_target": {int(t): float(hit[tr.target == t].mean())
+                                    for t in range(k)},
+      "do_nothing_target_accuracy": float(do_nothing.mean()),
+      "judge_real_accuracy": float((pred_real == labels).mean()),
+      "judge_real_accuracy_by_class": {
+          int(c): float(a) for c, a in
+          enumerate(classifier_lib.per_class_accuracy(real_matrix))},
+      "ssim": float(ssim.mean()), "pixel_correlation": float(corr.mean()),
+      "inverted_share": float((corr < 0).mean()),
+      "l1": float(l1.mean()), "psnr": float(psnr.mean()),
+      "fd": fd, "fd_floor": floor["fd"], "kid": kid, "kid_std": kid_std,
+      "kid_floor": floor["kid"], "realism_translations": int(len(from_b)),
+  }
+  out["target_accuracy_vs_real"] = out["target_accuracy"] / max(
+      out["judge_real_accuracy"], 1e-9)
+  if cycle:
+    out["cycle_l1"] = float((metrics.l1(images[tr.source], tr.cycled) / 255).mean())
+  arrays = {"translations": tr, "hit": hit, "target_prob": prob_fake[
+      np.arange(len(hit)), tr.target], "ssim": ssim, "pixel_correlation": corr}
+  return out, arrays
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+  z = logits - logits.max(axis=-1, keepdims=True)
+  e = np.exp(z)
+  return e / e.sum(axis=-1, keepdims=True)
+
+
+# --- choosing a run's best checkpoint -------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class BestRule:
+  """A checkpoint is eligible when it keeps the face (mean SSIM >= min_ssim and mean pixel
+  correlation >= min_correlation: no inverted or scrambled faces), stays realistic (FD at
+  most max_fd_ratio x the real-vs-real floor), and changes the expression (target accuracy
+  at least min_gain above doing nothing). Among eligible ones the highest target accuracy
+  wins; ties go to the earlier one."""
+  min_ssim: float = 0.7
+  min_correlation: float = 0.5
+  max_fd_ratio: float = 3.0
+  min_gain: float = 0.10
+
+  def eligible(self, s: dict) -> bool:
+    return (s["ssim"] >= self.min_ssim and s["pixel_correlation"] >= self.min_correlation
+            and s["fd"] <= self.max_fd_ratio * max(s["fd_floor"], 1e-12)
+            and s["target_accuracy"] >= s["do_nothing_target_accuracy"] + self.min_gain)
+
+  def why_not(self, s: dict) -> str:
+    reasons = []
+    if s["ssim"] < self.min_ssim:
+      reasons.append(f"SSIM {s['ssim']:.2f} < {self.min_ssim}")
+    if s["pixel_correlation"] < self.min_correlation:
+      reasons.append(f"pixel correlation {s['pixel_correlation']:.2f} < "
+                     f"{self.min_correlation}")
+    if s["fd"] > self.max_fd_ratio * max(s["fd_floor"], 1e-12):
+      reasons.append(f"FD {s['fd']:.3g} > {self.max_fd_ratio} x floor {s['fd_floor']:.3g}")
+    if s["target_accuracy"] < s["do_nothing_target_accuracy"] + self.min_gain:
+      reasons.append(f"target accuracy {s['target_accuracy']:.3f} < do-nothing "
+                     f"{s['do_nothing_target_accuracy']:.3f} + {self.min_gain}")
+    return "; ".join(reasons) or "eligible"
+
+  def better(self, candidate: dict, best: dict | None) -> bool:
+    """Should `candidate` replace the current `best` (None: no best yet)?"""
+    if not self.eligible(candidate):
+      return False
+    return best is None or candidate["target_accuracy"] > best["target_accuracy"]
+
+
+def choose_best(history: list[dict], rule: BestRule = BestRule()) -> int | None:
+  """Index of the best scores in `history` under `rule`, or None if none is eligible."""
+  best = None
+  for i, s in enumerate(history):
+    if rule.better(s, None if best is None else history[best]):
+      best = i
+  return best

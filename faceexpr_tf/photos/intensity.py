@@ -1,0 +1,141 @@
+"""Intensity: how far G takes a face toward the target expression (0: the input, 1: full).
+
+StarGAN feeds G the target's one-hot label. Fed a blend instead,
+
+    label = (1 - a) * source + a * onehot(target),
+
+G changes the face part way: at a = 0 it is asked for the expression the face already
+has (G's reconstruction of the input), at a = 1 it is the usual translation. The source
+label of a photo is unknown, so it is estimated: the shipped expression classifier's
+softmax on the face when the classifier knows the model's emotions (same names, same
+order, gray faces of the same size), else uniform over the model's emotions.
+
+Only Keras generators (run dirs, .keras files, the shipped one) take label vectors; the
+SavedModel and TFLite forms take class ids, so for them intensity must be 1.
+"""
+
+import functools
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from faceexpr_tf import errors
+from faceexpr_tf.serving import translators
+
+# The columns of the strip of intermediate steps.
+STEPS = (0.0, 0.25, 0.5, 0.75, 1.0)
+
+
+class IntensityError(errors.UserError):
+  """An intensity outside [0, 1], or one a model cannot do."""
+
+
+def check_alpha(alpha: float) -> float:
+  alpha = float(alpha)
+  if not 0.0 <= alpha <= 1.0:  # also rejects NaN
+    raise IntensityError(f"intensity must be in [0, 1] (0: the input, 1: the full "
+                         f"expression), got {alpha}")
+  return alpha
+
+
+def blend(source: np.ndarray, target_ids, alpha: float) -> np.ndarray:
+  """Label vectors (1 - a) * source + a * onehot(target): float32 [N, K].
+
+  Args:
+    source: float [N, K] (rows are distributions over the emotions) or [K] for all rows.
+    target_ids: int [N] class ids.
+    alpha: intensity in [0, 1].
+  """
+  alpha = check_alpha(alpha)
+  target_ids = np.asarray(target_ids, np.int64).reshape(-1)
+  source = np.asarray(source, np.float32)
+  k = source.shape[-1]
+  source = np.broadcast_to(source, (len(target_ids), k))
+  return ((1.0 - alpha) * source + alpha * np.eye(k, dtype=np.float32)[target_ids]
+          ).astype(np.float32)
+
+
+def uniform(num_faces: int, num_classes: int) -> np.ndarray:
+  return np.full((num_faces, num_classes), 1.0 / num_classes, np.float32)
+
+
+@functools.cache
+def _shipped_classifier():
+  from faceexpr_tf.evaluation import classifier  # pylint: disable=g-import-not-at-top
+  return classifier.load_classifier(None)
+
+
+def source_estimator(translator: translators.Translator
+                     ) -> Callable[[np.ndarray], np.ndarray]:
+  """A function uint8 faces [N, S, S, C] -> source label estimates float32 [N, K].
+
+  The shipped classifier's softmax when it reads the translator's emotions from faces
+  like the translator's; uniform otherwise (the classifier is then never loaded).
+  """
+  k = translator.num_classes
+  model, record = _shipped_classifier()
+  names = tuple(str(n).lower() for n in record.get("emotions", ()))
+  size = record.get("config", {}).get("image_size")
+  if (names != tuple(n.lower() for n in translator.emotions) or translator.channels != 1
+      or size != translator.image_size):
+    return lambda faces: uniform(len(faces), k)
+
+  def estimate(faces: np.ndarray) -> np.ndarray:
+    if not len(faces):
+      return uniform(0, k)
+    logits = np.asarray(model(translators.to_model_range(faces), training=False), np.float64)
+    z = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return (z / z.sum(axis=1, keepdims=True)).astype(np.float32)
+
+  return estimate
+
+
+def translate(translator: translators.Translator, faces: np.ndarray, target_ids,
+              alpha: float, source: np.ndarray | None = None) -> np.ndarray:
+  """uint8 faces [N, S, S, C] toward target ids [N] at intensity alpha -> uint8.
+
+  source: label estimates [N, K] (default: source_estimator's); unused at alpha 1, which
+  is exactly translator.translate.
+  """
+  alpha = check_alpha(alpha)
+  if alpha == 1.0:
+    return translator.translate(faces, target_ids)
+  if not translator.takes_label_vectors:
+    raise IntensityError(f"{translator.source}: takes class ids only, so only intensity 1 "
+                         "works; use a Keras generator (a run dir, a .keras file or the "
+                         "shipped one) for other intensities")
+  if source is None:
+    source = source_estimator(translator)(faces)
+  return translator.translate_labels(faces, blend(source, target_ids, alpha))
+
+
+def translate_all(translator: translators.Translator, faces: np.ndarray, alpha: float,
+                  class_ids: Sequence[int] | None = None,
+                  source: np.ndarray | None = None) -> np.ndarray:
+  """uint8 [N, S, S, C] -> uint8 [N, K', S, S, C]: each face toward each class at alpha."""
+  alpha = check_alpha(alpha)
+  if alpha == 1.0:
+    return translator.translate_all(faces, class_ids)
+  faces = np.asarray(faces)
+  ids = np.arange(translator.num_classes) if class_ids is None else np.asarray(class_ids)
+  if source is None and translator.takes_label_vectors:
+    source = source_estimator(translator)(faces)
+  source = None if source is None else np.repeat(source, len(ids), axis=0)
+  out = translate(translator, np.repeat(faces, len(ids), axis=0),
+                  np.tile(ids, len(faces)), alpha, source)
+  return out.reshape((len(faces), len(ids)) + faces.shape[1:])
+
+
+def steps(translator: translators.Translator, face: np.ndarray,
+          class_ids: Sequence[int] | None = None, alphas: Sequence[float] = STEPS,
+          source: np.ndarray | None = None) -> np.ndarray:
+  """One uint8 face [S, S, C] -> uint8 [K', len(alphas), S, S, C]: rows are emotions,
+  columns intensities (one forward pass for the whole strip)."""
+  alphas = [check_alpha(a) for a in alphas]
+  ids = np.arange(translator.num_classes) if class_ids is None else np.asarray(class_ids)
+  face = np.asarray(face)[None]
+  if source is None:
+    source = source_estimator(translator)(face)
+  labels = np.concatenate([blend(source, np.full(1, c), a) for c in ids for a in alphas])
+  out = translator.translate_labels(np.repeat(face, len(labels), axis=0), labels)
+  return out.reshape((len(ids), len(alphas)) + face.shape[1:])

@@ -1,0 +1,251 @@
+"""Keras callbacks of a training run: checkpoints, sample grids, TensorBoard, progress."""
+
+import json
+import math
+import os
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from faceexpr_tf import errors
+from faceexpr_tf.data import visualize
+from faceexpr_tf.evaluation import scoring
+from faceexpr_tf.serving import translators
+from faceexpr_tf.store import runs
+
+
+class TrainingDiverged(errors.UserError):
+  """A loss became NaN or Inf; nothing after the last good checkpoint is kept."""
+
+
+def _global_step(model) -> int:
+  return int(model.step.numpy())
+
+
+def crossed(previous: int | None, step: int, every: int) -> bool:
+  """Whether the steps (previous, step] hold a multiple of `every` (0 = never).
+
+  With --steps_per_execution=k the callbacks see every k-th step only, so a multiple of
+  `every` that k does not divide is crossed, never landed on."""
+  if not every:
+    return False
+  if previous is None:
+    return step % every == 0
+  return step // every > previous // every
+
+
+class _StepCallback(keras.callbacks.Callback):
+  """Remembers the step its last batch ended at, to fire on crossing multiples."""
+
+  def __init__(self):
+    super().__init__()
+    self._previous = None
+
+  def on_train_begin(self, logs=None):
+    self._previous = _global_step(self.model)
+
+  def _advance(self) -> tuple[int | None, int]:
+    """(previous step seen, current step); the current becomes the previous."""
+    previous, step = self._previous, _global_step(self.model)
+    self._previous = step
+    return previous, step
+
+
+def _finite(logs) -> bool:
+  return all(math.isfinite(float(v)) for v in (logs or {}).values())
+
+
+class NanGuard(keras.callbacks.Callback):
+  """Stops the run at the first non-finite loss, before anything saves that state."""
+
+  def on_train_batch_end(self, batch, logs=None):
+    if not _finite(logs):
+      bad = ", ".join(k for k, v in logs.items() if not math.isfinite(float(v)))
+      raise TrainingDiverged(
+          f"non-finite loss at step {_global_step(self.model)} ({bad}); the last good "
+          "checkpoint is kept. Lower the learning rate or check the data, then resume.")
+
+
+class Checkpointer(_StepCallback):
+  """Saves G, D and both optimizers every `every` steps; `save()` also at the end/on stop."""
+
+  def __init__(self, run_dir, every, keep, steps_per_epoch):
+    super().__init__()
+    self.run_dir, self.every, self.keep = run_dir, every, keep
+    self.steps_per_epoch = steps_per_epoch
+    self.last_saved = None
+
+  def save(self):
+    step = _global_step(self.model)
+    if step == self.last_saved:
+      return None
+    path = runs.save_checkpoint(
+        self.run_dir, step, self.model.checkpoint_groups(),
+        meta={"epoch": step // self.steps_per_epoch, "time": time.time()}, keep=self.keep)
+    self.last_saved = step
+    logging.info("Saved checkpoint %s", path)
+    return path
+
+  def on_train_batch_end(self, batch, logs=None):
+    previous, step = self._advance()
+    if crossed(previous, step, self.every):
+      self.save()
+
+
+class SampleWriter(_StepCallback):
+  """Every `every` steps: a PNG grid (input, then each target emotion) of a fixed batch,
+  the same grid as a TensorBoard image, and the training losses as TensorBoard scalars."""
+
+  def __init__(self, run_dir, images, emotions, every, log_every):
+    super().__init__()
+    self.images = np.asarray(images)            # uint8 [n, H, W, C], fixed for the run
+    self.emotions = tuple(emotions)
+    self.every, self.log_every = every, log_every
+    self.sample_dir = os.path.join(run_dir, "samples")
+    self.writer = tf.summary.create_file_writer(os.path.join(run_dir, "logs", "train"))
+    os.makedirs(self.sample_dir, exist_ok=True)
+
+  def grid(self):
+    """uint8 [n, 1 + K, H, W, C]: each input and its translation to every emotion."""
+    x = translators.to_model_range(self.images)
+    k, n = len(self.emotions), len(x)
+    outputs = [self.model.inference_generator(x, np.eye(k, dtype=np.float32)[[c] * n],
+                                              training=False)
+               for c in range(k)]
+    columns = [x] + [np.asarray(o) for o in outputs]
+    cells = np.stack(columns, axis=1)
+    return translators.to_uint8(cells)
+
+  def write_sample(self, step):
+    picture = visualize.make_grid(self.grid(), ["input", *self.emotions], scale=2)
+    path = os.path.join(self.sample_dir, f"step-{step:09d}.png")
+    visualize.write_png(path, picture)
+    with self.writer.as_default(step=step):
+      tf.summary.image("samples", picture[None], max_outputs=1)
+    return path
+
+  def on_train_batch_end(self, batch, logs=None):
+    previous, step = self._advance()
+    if crossed(previous, step, self.log_every):
+      with self.writer.as_default(step=step):
+        for name, value in (logs or {}).items():
+          tf.summary.scalar(name, float(value))
+    if crossed(previous, step, self.every):
+      self.write_sample(step)
+
+  def on_epoch_end(self, epoch, logs=None):
+    step = _global_step(self.model)
+    with self.writer.as_default(step=step):
+      for name, value in (logs or {}).items():
+        if name.startswith("val_"):
+          tf.summary.scalar("validation/" + name[4:], float(value))
+    self.writer.flush()
+
+
+class ScoreKeeper(_StepCallback):
+  """Every `every` steps: scores the shown G (the EMA copy when on) on fixed validation
+  faces with an independent judge (scoring.score without the cycle pass), logs the scores
+  to TensorBoard ("score/...") and to run_dir/scores.jsonl, and keeps checkpoints/best.npz
+  under `rule`. A resumed run reads scores.jsonl back, so it never replaces a better best.
+  """
+
+  def __init__(self, run_dir, judge, images, labels, emotions, every,
+               rule=scoring.BestRule(), writer=None):
+    super().__init__()
+    self.run_dir, self.judge, self.every, self.rule = run_dir, judge, every, rule
+    self.images, self.labels = np.asarray(images), np.asarray(labels)
+    self.emotions = tuple(emotions)
+    self.real = judge(self.images)  # the real faces' features and logits, once
+    self.history_path = os.path.join(run_dir, "scores.jsonl")
+    self.writer = writer or tf.summary.create_file_writer(
+        os.path.join(run_dir, "logs", "train"))
+    self.history = self._read_history()
+    best = scoring.choose_best(self.history, rule)
+    self.best = None if best is None else self.history[best]
+
+  def _read_history(self):
+    history = []
+    if os.path.isfile(self.history_path):
+      with open(self.history_path) as f:
+        for line in f:
+          try:
+            history.append(json.loads(line))
+          except ValueError:
+            pass  # a line cut short by a kill
+    return history
+
+  def score_now(self, step):
+    translator = translators.KerasTranslator(self.model.inference_generator, self.emotions,
+                                             "training G", step)
+    t0 = time.time()
+    scores, _ = scoring.score(translator, self.judge, self.images, self.labels,
+                              cycle=False, real=self.real)
+    scores["step"], scores["seconds"] = int(step), round(time.time() - t0, 1)
+    scores["eligible"] = self.rule.eligible(scores)
+    with open(self.history_path, "a") as f:
+      f.write(json.dumps(scores) + "\n")
+    self.history.append(scores)
+    with self.writer.as_default(step=step):
+      for key in ("target_accuracy", "do_nothing_target_accuracy", "ssim",
+                  "pixel_correlation", "fd", "fd_floor", "kid"):
+        tf.summary.scalar("score/" + key, scores[key])
+    kept = ""
+    if self.rule.better(scores, self.best):
+      groups = {name: values for name, values in self.model.checkpoint_groups().items()
+                if name in ("generator", "generator_ema", "discriminator")}
+      runs.save_checkpoint(self.run_dir, step, groups, meta={"scores": scores},
+                           name=runs.BEST_CHECKPOINT)
+      self.best = scores
+      kept = " -> new best checkpoint"
+    logging.info("Scores at step %d (%d faces, %.0f s): target accuracy %.3f (do nothing "
+                 "%.3f), SSIM %.3f, pixel correlation %.2f, FD %.3g (floor %.3g)%s%s",
+                 step, len(self.images), scores["seconds"], scores["target_accuracy"],
+                 scores["do_nothing_target_accuracy"], scores["ssim"],
+                 scores["pixel_correlation"], scores["fd"], scores["fd_floor"], kept,
+                 "" if scores["eligible"] else f" [not eligible: "
+                 f"{self.rule.why_not(scores)}]")
+    return scores
+
+  def on_train_batch_end(self, batch, logs=None):
+    previous, step = self._advance()
+    if crossed(previous, step, self.every):
+      self.score_now(step)
+
+
+class Progress(_StepCallback):
+  """A log line every `every` steps with overall progress, speed and ETA (Keras's own
+  progress bar only knows the current epoch)."""
+
+  def __init__(self, start_step, total_steps, batch_size, every, time_limit_s=0):
+    super().__init__()
+    self.start_step, self.total, self.batch_size = start_step, total_steps, batch_size
+    self.every, self.time_limit_s = every, time_limit_s
+    self.t0 = None
+    self.time_limit_hit = False
+
+  def on_train_batch_end(self, batch, logs=None):
+    previous, step = self._advance()
+    if self.t0 is None:  # the first step includes tracing; time from after it
+      self.t0, self.step0 = time.time(), step
+      return
+    elapsed = time.time() - self.t0
+    if self.time_limit_s and elapsed > self.time_limit_s:
+      logging.warning("Time limit reached at step %d; stopping (rerun to continue).", step)
+      self.time_limit_hit = True
+      self.model.stop_training = True
+    if crossed(previous, step, self.every) and step > self.step0:
+      rate = (step - self.step0) / elapsed
+      eta = (self.total - step) / rate
+      losses = " ".join(f"{k}={float(v):.3f}" for k, v in (logs or {}).items())
+      logging.info("step %d/%d (%.0f%%) %.1f img/s ETA %s | %s", step, self.total,
+                   100 * step / self.total, rate * self.batch_size, _duration(eta), losses)
+
+
+def _duration(seconds: float) -> str:
+  seconds = int(seconds)
+  if seconds >= 3600:
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+  return f"{seconds // 60}m{seconds % 60:02d}s"
