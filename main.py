@@ -9,8 +9,9 @@ Modes:
   benchmark  training and inference speed, appended to docs/benchmarks.md
   serve      a page to try the generator in a browser, and TF Serving's REST API beside it
 
-Each mode defines its flags next to the code that uses them; `python main.py <mode> --help`
-lists them, and `--flagfile=flags/<name>.flags` loads a named configuration.
+Each mode defines its own flags next to the code that uses them, in a FlagValues of its
+own; `python main.py <mode> --help` lists them (and no other mode's), and
+`--flagfile=flags/<name>.flags` loads a named configuration.
 """
 
 import importlib
@@ -51,13 +52,10 @@ def main():
   mode, argv = _split_mode(sys.argv)
   from faceexpr_tf import quiet  # before TensorFlow loads: drops its start-up noise only
   quiet.install()
-  # Importing the mode's module defines its flags (and only its flags).
+  # The mode's module holds its flags in a FlagValues of its own; only they are parsed.
   module = importlib.import_module(MODES[mode])
-  from absl import app
-  from absl import flags
+  from faceexpr_tf import cli
   from faceexpr_tf import errors
-  # `main.py <mode> --help` lists the mode's own flags, not only main's.
-  flags.adopt_module_key_flags(module)
 
   def run(unused_argv):
     try:
@@ -69,7 +67,7 @@ def main():
       sys.stderr.write("interrupted\n")
       return 130
 
-  app.run(run, argv=argv)
+  cli.run(module.FLAGS, run, argv)
 
 
 if __name__ == "__main__":

@@ -215,8 +215,7 @@ def test_broken_tflite_is_one_line(name):
     ("eval_faces", 2, "--eval_faces=2: must be 0 (all) or at least 4"),
 ])
 def test_training_flag_out_of_range_is_one_line(parsed_flags, flag, value, message):
-  from absl import flags  # pylint: disable=g-import-not-at-top
-  flags.FLAGS[flag].value = value
+  train.FLAGS[flag].value = value
   with pytest.raises(errors.UserError) as e:
     train.check_flags()
   assert str(e.value).startswith(message) and "\n" not in str(e.value)

@@ -14,9 +14,8 @@ import re
 import subprocess
 import sys
 
+import conftest
 import pytest
-from absl import flags
-from absl.testing import flagsaver
 
 from faceexpr_tf import errors
 from faceexpr_tf import optional
@@ -97,7 +96,7 @@ def test_train_refuses_bad_flags_in_one_line(args, line, tmp_path):
 def test_check_flags_names_the_flag(parsed_flags, values, words):
   del parsed_flags
   for name, value in values.items():
-    flags.FLAGS[name].value = value
+    train.FLAGS[name].value = value
   with pytest.raises(errors.UserError, match=re.escape(words)):
     train.check_flags()
 
@@ -106,12 +105,12 @@ def test_check_flags_names_the_flag(parsed_flags, values, words):
                                                                    "*.flags"))))
 def test_every_shipped_flagfile_passes_the_checks(parsed_flags, flagfile):
   del parsed_flags
-  flags.FLAGS(["main.py", f"--flagfile={flagfile}"], known_only=True)
+  train.FLAGS(["main.py", f"--flagfile={flagfile}"], known_only=True)
   train.check_flags()
   # Zero means "off" / "from --epochs" / "no limit" for these.
   for name in ("max_steps", "checkpoint_every", "sample_every", "log_every",
                "max_minutes", "g_ema_decay"):
-    flags.FLAGS[name].value = 0
+    train.FLAGS[name].value = 0
   train.check_flags()
 
 
@@ -169,10 +168,8 @@ def test_tflite_export_with_explicit_verify_needs_litert(run_dir, tmp_path, monk
   from faceexpr_tf.serving import export
   monkeypatch.setitem(sys.modules, "ai_edge_litert", None)
   monkeypatch.setitem(sys.modules, "ai_edge_litert.interpreter", None)
-  if not flags.FLAGS.is_parsed():
-    flags.FLAGS.mark_as_parsed()
-  with flagsaver.as_parsed(run_dir=run_dir, export_dir=str(tmp_path), format="tflite",
-                           quantize="none", verify="true"):
+  with conftest.mode_flags(export, parsed=True, run_dir=run_dir, export_dir=str(tmp_path),
+                          format="tflite", quantize="none", verify="true"):
     with pytest.raises(optional.MissingPackageError, match="to check the .tflite"):
       export.run()
   assert sorted(os.listdir(tmp_path)) == ["faceexpr_float32.tflite", "faceexpr_labels.txt"]

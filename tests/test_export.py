@@ -5,6 +5,7 @@ import subprocess
 import sys
 import textwrap
 
+import conftest
 import cv2
 import keras
 import numpy as np
@@ -433,21 +434,17 @@ def test_main_export_missing_run_dir_is_one_error_line(tmp_path):
 
 def test_run_tflite_in_process(run_dir, tmp_path):
   """The --format=tflite path of run() (in-process: a subprocess costs a TF import)."""
-  from absl import flags
-  from absl.testing import flagsaver
-  if not flags.FLAGS.is_parsed():
-    flags.FLAGS.mark_as_parsed()
-  with flagsaver.flagsaver(run_dir=run_dir, export_dir=str(tmp_path), format="tflite",
-                           quantize="int8", representative_data="synthetic",
-                           representative_count=40, version=None, checkpoint="40"):
+  with conftest.mode_flags(export, run_dir=run_dir, export_dir=str(tmp_path),
+                          format="tflite", quantize="int8", representative_data="synthetic",
+                          representative_count=40, version=None, checkpoint="40"):
     assert export.run() == 0
   assert sorted(os.listdir(tmp_path)) == ["faceexpr_int8.tflite", "faceexpr_labels.txt"]
   assert (tmp_path / "faceexpr_labels.txt").read_text().split() == list(EMOTIONS)
-  with flagsaver.flagsaver(run_dir=run_dir, export_dir=str(tmp_path), format="tflite",
-                           quantize="int8", representative_data=None):
+  with conftest.mode_flags(export, run_dir=run_dir, export_dir=str(tmp_path),
+                          format="tflite", quantize="int8", representative_data=None):
     with pytest.raises(errors.UserError, match="needs --representative_data"):
       export.run()
-  with flagsaver.flagsaver(run_dir=run_dir, format="saved_model", quantize="int8"):
+  with conftest.mode_flags(export, run_dir=run_dir, format="saved_model", quantize="int8"):
     with pytest.raises(errors.UserError, match="--quantize applies to --format=tflite"):
       export.run()
 

@@ -365,15 +365,14 @@ def test_ids_only_translators_refuse_intensity_below_one(probe_faces, tmp_path):
 
 
 def test_translate_mode_intensity_flag(parsed_flags, tmp_path, astronaut):
-  from absl import flags  # pylint: disable=g-import-not-at-top
   from faceexpr_tf.photos import translate  # pylint: disable=g-import-not-at-top
   path = tmp_path / "astronaut.png"
   path.write_bytes(png(cv2.cvtColor(astronaut[0], cv2.COLOR_RGB2BGR)))
   grids = {}
   for a in (0.0, 1.0):
-    flags.FLAGS.input = [str(path)]
-    flags.FLAGS.out = str(tmp_path / f"out{a}")
-    flags.FLAGS.intensity = a
+    translate.FLAGS.input = [str(path)]
+    translate.FLAGS.out = str(tmp_path / f"out{a}")
+    translate.FLAGS.intensity = a
     assert translate.run() == 0
     grids[a] = cv2.imread(str(tmp_path / f"out{a}" / "astronaut_face0_Sad.png"))
   assert np.abs(grids[0.0].astype(int) - grids[1.0]).mean() > 1

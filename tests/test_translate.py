@@ -7,7 +7,6 @@ import sys
 import cv2
 import numpy as np
 import pytest
-from absl import flags
 from skimage import data as skdata
 
 from faceexpr_tf import errors
@@ -97,16 +96,16 @@ def test_no_detect_and_csv_with_chosen_emotions(inputs, tmp_path):
 def test_missing_flags_are_user_errors(parsed_flags, values, words):
   del parsed_flags
   for name in ("model", "input", "out"):
-    flags.FLAGS[name].value = values.get(name)
+    translate.FLAGS[name].value = values.get(name)
   with pytest.raises(errors.UserError, match=words):
     translate.run()
 
 
 def test_missing_model_is_a_user_error(parsed_flags, tmp_path):
   del parsed_flags
-  flags.FLAGS.model = str(tmp_path / "no_model")
-  flags.FLAGS.input = ["a.png"]
-  flags.FLAGS.out = str(tmp_path / "out")
+  translate.FLAGS.model = str(tmp_path / "no_model")
+  translate.FLAGS.input = ["a.png"]
+  translate.FLAGS.out = str(tmp_path / "out")
   with pytest.raises(errors.UserError, match="no_model: no such file"):
     translate.run()
 

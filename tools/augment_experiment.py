@@ -17,16 +17,16 @@ import os
 import sys
 
 import numpy as np
-from absl import app
 from absl import flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from faceexpr_tf import cli  # noqa: E402
 from faceexpr_tf.data import emotions as emotions_lib  # noqa: E402
 from faceexpr_tf.evaluation import classifier_training  # noqa: E402  (defines the recipe's flags)
 
 _SEEDS = flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds; each trains both arms.")
 _OUT = flags.DEFINE_string("out", "runs/augment_experiment", "Folder of the runs.")
-FLAGS = flags.FLAGS
+FLAGS = classifier_training.FLAGS  # the recipe's flags, parsed beside the two above
 ARMS = ("real", "real + G")
 
 
@@ -89,4 +89,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(FLAGS, main)

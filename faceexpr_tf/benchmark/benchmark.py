@@ -28,50 +28,53 @@ from faceexpr_tf.modeling import models
 from faceexpr_tf.modeling import stargan
 from faceexpr_tf.training import devices
 
-_D = {"allow_override": True}
+# This mode's flags, apart from every other mode's: main.py parses them only when
+# the mode runs, so their defaults never depend on what else was imported.
+FLAGS = flags.FlagValues()
 _CONFIGS = flags.DEFINE_list("bench_configs", ["official", "cpu", "demo"],
                              "Model sizes to time: " + ", ".join(
-                                 ["official", "cpu", "demo"]), **_D)
+                                 ["official", "cpu", "demo"]), flag_values=FLAGS)
 _PRECISIONS = flags.DEFINE_list("bench_precisions", ["auto"], "Precisions to time "
-                                "(auto, float32, mixed_bfloat16, ...).", **_D)
-_STEPS = flags.DEFINE_integer("bench_steps", 20, "Timed training steps per row.", **_D)
+                                "(auto, float32, mixed_bfloat16, ...).", flag_values=FLAGS)
+_STEPS = flags.DEFINE_integer("bench_steps", 20, "Timed training steps per row.", flag_values=FLAGS)
 _TABLE = flags.DEFINE_string("bench_table", "docs/benchmarks.md", "Markdown file the rows "
-                             "are appended to ('' = print only).", **_D)
+                             "are appended to ('' = print only).", flag_values=FLAGS)
 # Side by side with official PyTorch StarGAN (tools/torch_anchor.py run by a Python that
 # has torch: the project itself never imports torch).
 _ANCHOR_PYTHON = flags.DEFINE_string("anchor_python", None, "A Python interpreter with "
                                      "torch: time official PyTorch StarGAN in the same run, "
                                      "interleaved with this project, and print the ratio.",
-                                     **_D)
+                                     flag_values=FLAGS)
 _ANCHOR_STARGAN = flags.DEFINE_string("anchor_stargan", None, "A checkout of "
-                                      "github.com/yunjey/stargan (its model.py).", **_D)
+                                      "github.com/yunjey/stargan (its model.py).",
+                                      flag_values=FLAGS)
 _ANCHOR_SCRIPT = flags.DEFINE_string("anchor_script", None, "The anchor's timing script "
                                      "(default: tools/torch_anchor.py of this checkout).",
-                                     **_D)
+                                     flag_values=FLAGS)
 _ANCHOR_BATCHES = flags.DEFINE_list("anchor_batches", ["16"], "Training batch sizes timed "
                                     "side by side (WGAN-GP, n_critic 1, official size).",
-                                    **_D)
+                                    flag_values=FLAGS)
 _TFLITE = flags.DEFINE_list("bench_tflite", [], "TFLite batch-1 latency and error of these "
                             "conversions (none = float32, float16, dynamic, int8, "
-                            "int16x8) of --bench_tflite_model, one thread.", **_D)
+                            "int16x8) of --bench_tflite_model, one thread.", flag_values=FLAGS)
 _TFLITE_MODEL = flags.DEFINE_enum("bench_tflite_model", "pretrained", ["pretrained",
                                   "official"], "G for --bench_tflite: the shipped one, or "
                                   "the official size (untrained: latency only matters).",
-                                  **_D)
+                                  flag_values=FLAGS)
 _ROUNDS = flags.DEFINE_integer("bench_rounds", 3, "Side by side: interleaved rounds (one "
                                "window of each framework per round; medians reported).",
-                               **_D)
+                               flag_values=FLAGS)
 _THREADS = flags.DEFINE_integer("bench_threads", 0, "TensorFlow intra/inter-op threads "
                                 "(0 = TensorFlow's default). Side by side: both get this "
                                 "many (default 1 there; pin the process to one core with "
-                                "taskset -c N).", **_D)
+                                "taskset -c N).", flag_values=FLAGS)
 _PROFILE = flags.DEFINE_string("profile", None, "Trace --profile_steps training steps of "
                                "the first --bench_configs config with tf.profiler into this "
                                "folder (open it with `tensorboard --logdir=DIR`, Profile "
-                               "tab) and print the ops taking the most time.", **_D)
+                               "tab) and print the ops taking the most time.", flag_values=FLAGS)
 _PROFILE_STEPS = flags.DEFINE_integer("profile_steps", 3, "Training steps --profile traces "
                                       "(after 3 untraced warm-up steps).", lower_bound=1,
-                                      **_D)
+                                      flag_values=FLAGS)
 
 # name -> (ModelConfig overrides, batch size, n_critic/gan_loss)
 CONFIGS = {

@@ -30,6 +30,7 @@ from absl import flags
 from absl import logging
 
 from faceexpr_tf import errors
+from faceexpr_tf.data import data_flags
 from faceexpr_tf.data import emotions as emotions_lib
 from faceexpr_tf.data import faceset
 from faceexpr_tf.data import loader
@@ -39,45 +40,42 @@ from faceexpr_tf.serving import inference
 from faceexpr_tf.serving import translators
 from faceexpr_tf.store import keras_files
 
-_D = {"allow_override": True}
-_DATA = flags.DEFINE_string("data", "synthetic", "'synthetic', a fer2013.csv[.gz] or an "
-                            "image folder.", **_D)
-_EMOTIONS = flags.DEFINE_string("emotions", ",".join(emotions_lib.DEFAULT_EMOTIONS),
-                                "Emotions, in class-id order.", **_D)
-_TRAIN_USAGE = flags.DEFINE_string("train_usage", "Training", "csv Usage to train on.", **_D)
-_VAL_USAGE = flags.DEFINE_string("val_usage", "PublicTest", "csv Usage to validate, stop "
-                                 "early and report on.", **_D)
-_SYNTHETIC_IDENTITIES = flags.DEFINE_integer("synthetic_identities", 200, "Identities for "
-                                             "--data=synthetic.", **_D)
+# This mode's flags, apart from every other mode's: main.py parses them only when
+# the mode runs, so their defaults never depend on what else was imported.
+FLAGS = flags.FlagValues()
+_SOURCE = data_flags.define_source_flags(FLAGS)
 _RUN_DIR = flags.DEFINE_string("run_dir", "runs/classifier", "Output folder; rerun to "
-                               "resume.", **_D)
+                               "resume.", flag_values=FLAGS)
 _ARCH = flags.DEFINE_enum("arch", "vgg", list(classifier_lib.ARCHS), "vgg (conv pairs) or "
-                          "xception (mini-Xception separable residual blocks).", **_D)
-_WIDTH = flags.DEFINE_integer("width", 32, "First block's width (doubles per block).", **_D)
-_DROPOUT = flags.DEFINE_float("dropout", 0.4, "Dropout before the class layer.", **_D)
+                          "xception (mini-Xception separable residual blocks).", flag_values=FLAGS)
+_WIDTH = flags.DEFINE_integer("width", 32, "First block's width (doubles per block).",
+                              flag_values=FLAGS)
+_DROPOUT = flags.DEFINE_float("dropout", 0.4, "Dropout before the class layer.", flag_values=FLAGS)
 _AUGMENT = flags.DEFINE_bool("augment", True, "Random flip/shift/rotation/zoom/contrast.",
-                             **_D)
-_BATCH_SIZE = flags.DEFINE_integer("batch_size", 64, "Images per step.", **_D)
-_EPOCHS = flags.DEFINE_integer("epochs", 60, "Most epochs.", **_D)
+                             flag_values=FLAGS)
+_BATCH_SIZE = flags.DEFINE_integer("batch_size", 64, "Images per step.", flag_values=FLAGS)
+_EPOCHS = flags.DEFINE_integer("epochs", 60, "Most epochs.", flag_values=FLAGS)
 _STEPS_PER_EPOCH = flags.DEFINE_integer("steps_per_epoch", 0, "Steps between validations "
                                         "(0 = one pass over the training faces). Fixes the "
                                         "compute of a run whatever its data size, e.g. to "
-                                        "compare with and without --augment_with.", **_D)
-_LR = flags.DEFINE_float("lr", 2e-3, "AdamW learning rate (halved on plateaus).", **_D)
-_WEIGHT_DECAY = flags.DEFINE_float("weight_decay", 1e-4, "AdamW weight decay.", **_D)
-_LABEL_SMOOTHING = flags.DEFINE_float("label_smoothing", 0.1, "Label smoothing.", **_D)
+                                        "compare with and without --augment_with.",
+                                        flag_values=FLAGS)
+_LR = flags.DEFINE_float("lr", 2e-3, "AdamW learning rate (halved on plateaus).", flag_values=FLAGS)
+_WEIGHT_DECAY = flags.DEFINE_float("weight_decay", 1e-4, "AdamW weight decay.", flag_values=FLAGS)
+_LABEL_SMOOTHING = flags.DEFINE_float("label_smoothing", 0.1, "Label smoothing.", flag_values=FLAGS)
 _PATIENCE = flags.DEFINE_integer("patience", 8, "Stop after this many epochs without a "
-                                 "better validation accuracy.", **_D)
+                                 "better validation accuracy.", flag_values=FLAGS)
 _MAX_MINUTES = flags.DEFINE_float("max_minutes", 20, "Stop after this much training time "
-                                  "(0 = none); the best epoch is kept.", **_D)
-_SEED = flags.DEFINE_integer("seed", 0, "Seed of weights, order and augmentation.", **_D)
+                                  "(0 = none); the best epoch is kept.", flag_values=FLAGS)
+_SEED = flags.DEFINE_integer("seed", 0, "Seed of weights, order and augmentation.",
+                             flag_values=FLAGS)
 _INIT_FROM = flags.DEFINE_string("init_from", None, "Start from this classifier's weights "
                                  "(.keras of the same architecture), e.g. to train a "
-                                 "time-limited run further with a lower --lr.", **_D)
+                                 "time-limited run further with a lower --lr.", flag_values=FLAGS)
 _AUGMENT_WITH = flags.DEFINE_string("augment_with", None, "A generator (run dir, "
                                     "SavedModel, .tflite, or 'pretrained'): add translated "
                                     "training faces until every class has as many as the "
-                                    "largest.", **_D)
+                                    "largest.", flag_values=FLAGS)
 
 
 def _check_flags():
@@ -360,15 +358,18 @@ def _stop_on_sigterm(signum, frame):
 def run():
   _check_flags()
   signal.signal(signal.SIGTERM, _stop_on_sigterm)
+  source = _SOURCE
   train_classifier(
-      _DATA.value, _RUN_DIR.value, emotions=emotions_lib.parse_emotions(_EMOTIONS.value),
-      train_usage=_TRAIN_USAGE.value, val_usage=_VAL_USAGE.value, arch=_ARCH.value,
-      width=_WIDTH.value, dropout=_DROPOUT.value, augment=_AUGMENT.value,
+      source.data.value, _RUN_DIR.value,
+      emotions=emotions_lib.parse_emotions(source.emotions.value),
+      train_usage=source.train_usage.value, val_usage=source.val_usage.value,
+      arch=_ARCH.value, width=_WIDTH.value, dropout=_DROPOUT.value, augment=_AUGMENT.value,
       batch_size=_BATCH_SIZE.value, epochs=_EPOCHS.value,
       steps_per_epoch=_STEPS_PER_EPOCH.value, lr=_LR.value,
       weight_decay=_WEIGHT_DECAY.value, label_smoothing=_LABEL_SMOOTHING.value,
       patience=_PATIENCE.value, max_minutes=_MAX_MINUTES.value, seed=_SEED.value,
-      synthetic_identities=_SYNTHETIC_IDENTITIES.value, augment_with=_AUGMENT_WITH.value,
+      synthetic_identities=source.synthetic_identities.value,
+      augment_with=_AUGMENT_WITH.value,
       init_from=_INIT_FROM.value,
       command="python main.py " + " ".join(sys.argv[1:]))
   return 0

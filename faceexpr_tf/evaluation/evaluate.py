@@ -25,6 +25,7 @@ from absl import flags
 from absl import logging
 
 from faceexpr_tf import errors
+from faceexpr_tf.data import data_flags
 from faceexpr_tf.data import loader
 from faceexpr_tf.data import synthetic
 from faceexpr_tf.data import visualize
@@ -33,29 +34,31 @@ from faceexpr_tf.serving import inference
 from faceexpr_tf.serving import translators
 from faceexpr_tf.store import runs
 
-_D = {"allow_override": True}
+# This mode's flags, apart from every other mode's: main.py parses them only when
+# the mode runs, so their defaults never depend on what else was imported.
+FLAGS = flags.FlagValues()
 _RUN_DIR = flags.DEFINE_string("run_dir", None, "The run to evaluate (same as --model).",
-                               **_D)
+                               flag_values=FLAGS)
 _MODEL = flags.DEFINE_string("model", None, "Generator: a run dir, SavedModel, .tflite, "
                              ".keras or 'pretrained' (the shipped one; the default when "
-                             "neither --model nor --run_dir is given).", **_D)
+                             "neither --model nor --run_dir is given).", flag_values=FLAGS)
 _CHECKPOINT = flags.DEFINE_string("checkpoint", None, "Run dirs: a step, 'best' or "
-                                  "'latest' (default: best when kept, else newest).", **_D)
-_DATA = flags.DEFINE_string("data", "synthetic", "'synthetic' (ground-truth report) or a "
-                            "fer2013 csv / image folder (judged by --classifier).", **_D)
+                                  "'latest' (default: best when kept, else newest).",
+                                  flag_values=FLAGS)
+_DATA = data_flags.define_data(FLAGS)
 _EVAL_USAGE = flags.DEFINE_string("eval_usage", "PublicTest", "csv Usage to evaluate on.",
-                                  **_D)
+                                  flag_values=FLAGS)
 _CLASSIFIER = flags.DEFINE_string("classifier", "shipped", "The judge on real faces: "
                                   "'shipped', a .keras from train_classifier, or "
-                                  "'discriminator' (the run's own D).", **_D)
+                                  "'discriminator' (the run's own D).", flag_values=FLAGS)
 _EVAL_FACES = flags.DEFINE_integer("eval_faces", 0, "Score only this many faces, "
-                                   "class-balanced (0 = all).", **_D)
+                                   "class-balanced (0 = all).", flag_values=FLAGS)
 _OUT = flags.DEFINE_string("out", None, "Report folder (default: <run_dir>/report, or "
-                           "reports/<model name>).", **_D)
+                           "reports/<model name>).", flag_values=FLAGS)
 _IDENTITIES = flags.DEFINE_integer("eval_identities", 100, "Held-out synthetic identities.",
-                                   **_D)
+                                   flag_values=FLAGS)
 _SEED = flags.DEFINE_integer("seed", 0, "The run's seed (held-out identities derive from "
-                             "it).", **_D)
+                             "it).", flag_values=FLAGS)
 
 # A seed no training or validation split uses: held-out identities for the report.
 _REPORT_SEED_OFFSET = 2_000_003
@@ -331,7 +334,7 @@ def run():
     if not os.path.isdir(path):
       raise errors.UserError(f"--data=synthetic scores a run dir against ground truth; "
                              f"{path} is not a run directory")
-    seed = _SEED.value if flags.FLAGS["seed"].present else None  # default: the run's own
+    seed = _SEED.value if FLAGS["seed"].present else None  # default: the run's own
     synthetic_report(path, _CHECKPOINT.value, _IDENTITIES.value, seed)
   elif _CLASSIFIER.value == "discriminator":
     if not os.path.isdir(path):

@@ -34,56 +34,56 @@ from faceexpr_tf.photos import intensity as intensity_lib
 from faceexpr_tf.serving import inference
 from faceexpr_tf.data.visualize import draw_boxes, enlarge, write_png
 
-# allow_override: other modes define some of the same names (--emotions, --checkpoint),
-# and a process importing several mode modules (pytest) must not die on the duplicate.
-_DEFINE = {"allow_override": True}
+# This mode's flags, apart from every other mode's: main.py parses them only when
+# the mode runs, so their defaults never depend on what else was imported.
+FLAGS = flags.FlagValues()
 _MODEL = flags.DEFINE_string(
     "model", None, "Generator to use: a run dir, a SavedModel dir (or TF Serving base "
     "dir: the highest version is used), a .tflite or .keras file; default: the generator "
-    "shipped with the package (FER2013, docs/MODEL_CARD.md).", **_DEFINE)
+    "shipped with the package (FER2013, docs/MODEL_CARD.md).", flag_values=FLAGS)
 _CHECKPOINT = flags.DEFINE_string(
     "checkpoint", None, "Run dirs only: checkpoint step number or .npz path (default: "
-    "the newest).", **_DEFINE)
+    "the newest).", flag_values=FLAGS)
 _INPUT = flags.DEFINE_multi_string(
     "input", None, "Image files, folders of images or fer2013-style csv files; "
-    "comma-separated and/or repeated.", **_DEFINE)
+    "comma-separated and/or repeated.", flag_values=FLAGS)
 _OUT = flags.DEFINE_string("out", None, "Folder for the output PNGs (created if needed).",
-                           **_DEFINE)
+                           flag_values=FLAGS)
 _EMOTIONS = flags.DEFINE_string(
     "emotions", None, "Emotions to translate to, e.g. Happy,Sad (default: all the model "
-    "knows).", **_DEFINE)
+    "knows).", flag_values=FLAGS)
 _CLASS_NAMES = flags.DEFINE_string(
     "class_names", None, ".tflite only: the model's emotions in class-id order, when no "
-    "<name>_labels.txt sits next to it (default: Angry,Happy,Sad,Surprise).", **_DEFINE)
+    "<name>_labels.txt sits next to it (default: Angry,Happy,Sad,Surprise).", flag_values=FLAGS)
 _NO_DETECT = flags.DEFINE_boolean(
     "no_detect", False, "Use each whole image as the face (it is padded to a square) "
-    "instead of detecting faces.", **_DEFINE)
+    "instead of detecting faces.", flag_values=FLAGS)
 _MARGIN = flags.DEFINE_float(
     "margin", 0.2, "Space around a detected face, as a fraction of its size per side "
     "(FER2013 crops show a little hair and chin).", lower_bound=0.0, upper_bound=2.0,
-    **_DEFINE)
+    flag_values=FLAGS)
 _MAX_FACES = flags.DEFINE_integer("max_faces", 10, "Most faces translated per photo "
-                                  "(largest first).", lower_bound=1, **_DEFINE)
+                                  "(largest first).", lower_bound=1, flag_values=FLAGS)
 _MAX_ROWS = flags.DEFINE_integer("max_rows", 100, "Most rows translated per csv file "
-                                 "(0: all).", lower_bound=0, **_DEFINE)
+                                 "(0: all).", lower_bound=0, flag_values=FLAGS)
 _SCALE = flags.DEFINE_integer("scale", 4, "Grid cells are the model's faces enlarged this "
                               "many times (nearest neighbour: every pixel stays visible).",
-                              lower_bound=1, upper_bound=16, **_DEFINE)
+                              lower_bound=1, upper_bound=16, flag_values=FLAGS)
 _FACE_SIZE = flags.DEFINE_integer("face_size", 192, "Side of each per-emotion PNG "
-                                  "(bicubic enlargement).", lower_bound=8, **_DEFINE)
+                                  "(bicubic enlargement).", lower_bound=8, flag_values=FLAGS)
 _INTENSITY = flags.DEFINE_float(
     "intensity", 1.0, "How far to change the expression: 0 is the input (G fed the "
     "face's own expression as read by the shipped classifier), 1 the full target "
     "expression; in between G is fed a blend of the two labels. Below 1 needs a Keras "
     "generator (a run dir, a .keras file or the shipped one).", lower_bound=0.0,
-    upper_bound=1.0, **_DEFINE)
+    upper_bound=1.0, flag_values=FLAGS)
 
 # Not --batch_size: training and classifier training define that one with other defaults,
 # and a process importing several modes (pytest) would share one value.
 _FACE_BATCH = flags.DEFINE_integer(
     "face_batch", 64, "Faces translated together, gathered across files (each goes to "
     "every emotion asked for: G runs on face_batch x emotions images, in chunks of 64). "
-    "Outputs are the same for any value.", lower_bound=1, **_DEFINE)
+    "Outputs are the same for any value.", lower_bound=1, flag_values=FLAGS)
 
 _CSV_SUFFIXES = (".csv", ".csv.gz")
 

@@ -26,50 +26,50 @@ from absl import logging
 from faceexpr_tf import optional
 from faceexpr_tf.data import emotions as emotions_lib
 from faceexpr_tf.serving import pretrained
+from faceexpr_tf.serving import serving_flags
 from faceexpr_tf.serving import signatures
 from faceexpr_tf.serving import tflite
 from faceexpr_tf.store import runs
 
 ExportError = signatures.ExportError  # this mode's user errors
 
-# allow_override: other modes (train, translate) define --run_dir/--checkpoint too, and a
-# process that imports several mode modules (pytest) must not die on the duplicate.
-_DEFINE = {"allow_override": True}
+# This mode's flags, apart from every other mode's: main.py parses them only when
+# the mode runs, so their defaults never depend on what else was imported.
+FLAGS = flags.FlagValues()
 _RUN_DIR = flags.DEFINE_string("run_dir", None, "Run directory to export G from.",
-                               **_DEFINE)
+                               flag_values=FLAGS)
 _CHECKPOINT = flags.DEFINE_string(
     "checkpoint", None, "Checkpoint step number, 'best', 'latest' or .npz path (default: "
-    "the run's best when it kept one, else the newest).", **_DEFINE)
+    "the run's best when it kept one, else the newest).", flag_values=FLAGS)
 _PRETRAINED = flags.DEFINE_bool("pretrained", False, "Export the generator shipped with "
                                 "the package (or the .keras file given as --run_dir).",
-                                **_DEFINE)
+                                flag_values=FLAGS)
 _EXPORT_DIR = flags.DEFINE_string(
     "export_dir", "exports", "Base directory; the SavedModel goes to "
     "<export_dir>/<model_name>/<version>/ (what TF Serving's --model_base_path wants).",
-    **_DEFINE)
-_MODEL_NAME = flags.DEFINE_string("model_name", "faceexpr",
-                                  "Model name (TF Serving's MODEL_NAME).", **_DEFINE)
+    flag_values=FLAGS)
+_MODEL_NAME = serving_flags.define_model_name(FLAGS)
 _VERSION = flags.DEFINE_integer(
     "version", None, "Integer model version (default: one more than the largest one "
-    "under <export_dir>/<model_name>, starting at 1).", **_DEFINE)
+    "under <export_dir>/<model_name>, starting at 1).", flag_values=FLAGS)
 _FORMAT = flags.DEFINE_enum(
     "format", "saved_model", ["saved_model", "tflite"],
     "saved_model: a TF Serving version dir. tflite: <export_dir>/<model_name>_<quant>"
     ".tflite of the translate_ids signature (its SavedModel goes to a temp dir).",
-    **_DEFINE)
+    flag_values=FLAGS)
 _QUANTIZE = flags.DEFINE_enum(
     "quantize", "none", list(tflite.QUANTIZE_MODES),
     "TFLite quantization: none (float32), float16 (float16 weights), dynamic (int8 "
     "weights, float activations), int8 (full integer), int16x8 (int16 activations, int8 "
     "weights). int8 and int16x8 need --representative_data. See docs/serving.md for "
-    "their measured errors.", **_DEFINE)
+    "their measured errors.", flag_values=FLAGS)
 _REPRESENTATIVE_DATA = flags.DEFINE_string(
     "representative_data", None, "int8 calibration images: 'synthetic', a fer2013 csv "
-    "or an image folder (the training split is used).", **_DEFINE)
+    "or an image folder (the training split is used).", flag_values=FLAGS)
 _REPRESENTATIVE_COUNT = flags.DEFINE_integer(
     "representative_count", 300, "How many calibration images int8/int16x8 use.",
     lower_bound=1,
-    **_DEFINE)
+    flag_values=FLAGS)
 # On by default. The .tflite check needs ai-edge-litert (the `mobile` extra); without it
 # the default run writes the files, warns in one line and exits 0 (the export itself does
 # not need LiteRT), while an explicit --verify makes the missing package an error (exit
@@ -78,7 +78,7 @@ _VERIFY = flags.DEFINE_bool(
     "verify", True, "Check the export against the Keras generator: the SavedModel "
     "reloaded, a .tflite run with ai-edge-litert (pip install -e \".[mobile]\"; when it "
     "is missing the check is skipped with a warning, or is an error if --verify is "
-    "given explicitly).", **_DEFINE)
+    "given explicitly).", flag_values=FLAGS)
 
 
 # ---------------------------------------------------------------------------------------
@@ -264,7 +264,7 @@ def run() -> int | None:
   try:
     optional.require("ai_edge_litert.interpreter", "to check the .tflite against Keras")
   except optional.MissingPackageError as e:
-    if flags.FLAGS["verify"].present:
+    if FLAGS["verify"].present:
       raise  # asked for explicitly: main.py prints it and exits 2 (the files are written)
     logging.warning("%s (the .tflite is written but not checked; --noverify skips the "
                     "check)", e)

@@ -22,12 +22,13 @@ import urllib.request
 from collections.abc import Mapping
 
 import numpy as np
-from absl import app
 from absl import flags
 from absl import logging
 
+from faceexpr_tf import cli
 from faceexpr_tf import errors
 from faceexpr_tf import optional
+from faceexpr_tf.serving import serving_flags
 
 # Output names and dtypes per signature (see faceexpr_tf/export.py). JSON carries no
 # dtype, and TF Serving drops the output name when a signature has a single output.
@@ -41,23 +42,23 @@ SIGNATURE_OUTPUTS = {
 }
 _B64 = "b64"
 
-# allow_override: a process may also import other modules defining these names.
-_DEFINE = {"allow_override": True}
+# This mode's flags, apart from every other mode's: main.py parses them only when
+# the mode runs, so their defaults never depend on what else was imported.
+FLAGS = flags.FlagValues()
 _SERVER = flags.DEFINE_string(
     "server", "localhost:8501", "TF Serving host:port (REST is 8501, gRPC 8500 in the "
-    "docker image).", **_DEFINE)
-_GRPC = flags.DEFINE_bool("grpc", False, "Use gRPC instead of REST.", **_DEFINE)
-_MODEL_NAME = flags.DEFINE_string("model_name", "faceexpr", "Served model name.",
-                                  **_DEFINE)
+    "docker image).", flag_values=FLAGS)
+_GRPC = flags.DEFINE_bool("grpc", False, "Use gRPC instead of REST.", flag_values=FLAGS)
+_MODEL_NAME = serving_flags.define_model_name(FLAGS)
 _VERSION = flags.DEFINE_integer("version", None, "Model version (default: the newest "
-                                "the server has loaded).", **_DEFINE)
+                                "the server has loaded).", flag_values=FLAGS)
 _IMAGE = flags.DEFINE_string("image", None, "Face photo: PNG, JPEG, BMP or GIF, any "
                              "size, colour or gray (a tight face crop works best).",
-                             **_DEFINE)
+                             flag_values=FLAGS)
 _EMOTION = flags.DEFINE_string("emotion", None, "Target emotion name, e.g. Happy.",
-                               **_DEFINE)
-_OUT = flags.DEFINE_string("out", None, "Where to write the translated PNG.", **_DEFINE)
-_TIMEOUT = flags.DEFINE_float("timeout", 30.0, "Request timeout in seconds.", **_DEFINE)
+                               flag_values=FLAGS)
+_OUT = flags.DEFINE_string("out", None, "Where to write the translated PNG.", flag_values=FLAGS)
+_TIMEOUT = flags.DEFINE_float("timeout", 30.0, "Request timeout in seconds.", flag_values=FLAGS)
 
 
 class ServingError(errors.UserError):
@@ -301,4 +302,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(FLAGS, main)

@@ -11,6 +11,7 @@ import dataclasses
 from absl import flags
 
 from faceexpr_tf import errors
+from faceexpr_tf.data import data_flags
 from faceexpr_tf.data import emotions as emotions_lib
 from faceexpr_tf.evaluation import scoring
 from faceexpr_tf.modeling import diffaugment
@@ -19,123 +20,128 @@ from faceexpr_tf.modeling import stargan
 from faceexpr_tf.training import devices
 from faceexpr_tf.training import trainer
 
-_D = {"allow_override": True}  # other modes define some of the same names
+# This mode's flags, apart from every other mode's: main.py parses them only when
+# the mode runs, so their defaults never depend on what else was imported.
+FLAGS = flags.FlagValues()
 
 # Data.
-_DATA = flags.DEFINE_string(
-    "data", "synthetic", "'synthetic' (built-in procedural faces), a fer2013.csv[.gz] or an "
-    "image folder root/<emotion>/*.png.", **_D)
-_EMOTIONS = flags.DEFINE_string("emotions", ",".join(emotions_lib.DEFAULT_EMOTIONS),
-                                "Emotions to learn, in class-id order.", **_D)
-_TRAIN_USAGE = flags.DEFINE_string("train_usage", "Training", "csv Usage value(s) to train "
-                                   "on (comma-separated).", **_D)
-_VAL_USAGE = flags.DEFINE_string("val_usage", "PublicTest", "csv Usage value(s) to validate "
-                                 "on; empty = no validation.", **_D)
+_SOURCE = data_flags.define_source_flags(FLAGS)
 _SKIP_BAD_ROWS = flags.DEFINE_bool("skip_bad_rows", False, "Skip malformed csv rows (and "
-                                   "report how many) instead of stopping.", **_D)
-_SYNTHETIC_IDENTITIES = flags.DEFINE_integer("synthetic_identities", 200, "Identities "
-                                             "rendered for --data=synthetic.", **_D)
-_FLIP = flags.DEFINE_bool("flip", True, "Random horizontal flips.", **_D)
+                                   "report how many) instead of stopping.", flag_values=FLAGS)
+_FLIP = flags.DEFINE_bool("flip", True, "Random horizontal flips.", flag_values=FLAGS)
 # Model shape (a run dir refuses different values).
-_IMAGE_SIZE = flags.DEFINE_integer("image_size", 48, "Image side in pixels.", **_D)
-_G_CONV_DIM = flags.DEFINE_integer("g_conv_dim", 64, "G's first layer width.", **_D)
-_G_REPEAT = flags.DEFINE_integer("g_repeat_num", 6, "G's residual blocks.", **_D)
-_D_CONV_DIM = flags.DEFINE_integer("d_conv_dim", 64, "D's first layer width.", **_D)
-_D_REPEAT = flags.DEFINE_integer("d_repeat_num", 4, "D's stride-2 layers.", **_D)
+_IMAGE_SIZE = flags.DEFINE_integer("image_size", 48, "Image side in pixels.", flag_values=FLAGS)
+_G_CONV_DIM = flags.DEFINE_integer("g_conv_dim", 64, "G's first layer width.", flag_values=FLAGS)
+_G_REPEAT = flags.DEFINE_integer("g_repeat_num", 6, "G's residual blocks.", flag_values=FLAGS)
+_D_CONV_DIM = flags.DEFINE_integer("d_conv_dim", 64, "D's first layer width.", flag_values=FLAGS)
+_D_REPEAT = flags.DEFINE_integer("d_repeat_num", 4, "D's stride-2 layers.", flag_values=FLAGS)
 _UPSAMPLE = flags.DEFINE_enum("upsample", "transpose", ["transpose", "resize"],
                               "G's upsampling: transposed conv (official) or nearest "
-                              "resize + conv (no checkerboard artifacts).", **_D)
+                              "resize + conv (no checkerboard artifacts).", flag_values=FLAGS)
 _G_OUTPUT = flags.DEFINE_enum("g_output", "image", ["image", "residual"],
                               "G's output: an image (official) or an edit of the input, "
-                              "tanh(atanh(x) + G's last conv), identity at init.", **_D)
+                              "tanh(atanh(x) + G's last conv), identity at init.",
+                              flag_values=FLAGS)
 # Losses.
 _GAN_LOSS = flags.DEFINE_enum("gan_loss", "log", list(stargan.GAN_LOSSES),
-                              "log: the paper's loss; wgan-gp: official StarGAN's.", **_D)
+                              "log: the paper's loss; wgan-gp: official StarGAN's.",
+                              flag_values=FLAGS)
 _SATURATING_G = flags.DEFINE_bool("saturating_g", False, "log loss: G minimises "
-                                  "log(1 - D(G)) literally instead of -log D(G).", **_D)
-_LAMBDA_CLS = flags.DEFINE_float("lambda_cls", 1.0, "Weight of the class loss.", **_D)
-_LAMBDA_REC = flags.DEFINE_float("lambda_rec", 10.0, "Weight of the cycle L1.", **_D)
-_LAMBDA_GP = flags.DEFINE_float("lambda_gp", 10.0, "Weight of the gradient penalty.", **_D)
+                                  "log(1 - D(G)) literally instead of -log D(G).",
+                                  flag_values=FLAGS)
+_LAMBDA_CLS = flags.DEFINE_float("lambda_cls", 1.0, "Weight of the class loss.", flag_values=FLAGS)
+_LAMBDA_REC = flags.DEFINE_float("lambda_rec", 10.0, "Weight of the cycle L1.", flag_values=FLAGS)
+_LAMBDA_GP = flags.DEFINE_float("lambda_gp", 10.0, "Weight of the gradient penalty.",
+                                flag_values=FLAGS)
 _LAMBDA_R1 = flags.DEFINE_float("lambda_r1", 0.0, "Weight of the R1 penalty on D at real "
                                  "faces, 0.5 E|grad D(x)|^2 (StarGAN v2 uses 1; 0 = off).",
-                                 **_D)
+                                 flag_values=FLAGS)
 _DIFFAUG = flags.DEFINE_string("diffaug", "", "DiffAugment: the same random, differentiable "
                                "augmentation on real and generated images before D, any of "
-                               "color,translation,cutout ('' = off, the paper).", **_D)
+                               "color,translation,cutout ('' = off, the paper).", flag_values=FLAGS)
 _LAMBDA_ID = flags.DEFINE_float("lambda_id", 0.0, "Weight of an identity term "
-                                 "|G(x, c_org) - x| (not in the paper; 0 = off).", **_D)
+                                 "|G(x, c_org) - x| (not in the paper; 0 = off).",
+                                flag_values=FLAGS)
 _G_EMA_DECAY = flags.DEFINE_float("g_ema_decay", 0.0, "Keep a moving average of G's "
                                    "weights with this decay (e.g. 0.999) and sample, "
-                                   "evaluate and export it; 0 = off (the paper).", **_D)
-_N_CRITIC = flags.DEFINE_integer("n_critic", 1, "D updates per G update.", **_D)
+                                   "evaluate and export it; 0 = off (the paper).",
+                                  flag_values=FLAGS)
+_N_CRITIC = flags.DEFINE_integer("n_critic", 1, "D updates per G update.", flag_values=FLAGS)
 _GUIDE = flags.DEFINE_string("guide", None, "A frozen expression classifier (.keras, from "
                              "train_classifier) that G is also trained to convince; judge "
-                             "such a run with another classifier.", **_D)
+                             "such a run with another classifier.", flag_values=FLAGS)
 _LAMBDA_GUIDE = flags.DEFINE_float("lambda_guide", 0.0, "Weight of the guide classifier's "
-                                   "cross-entropy on G(x, c) (0 = off; needs --guide).", **_D)
+                                   "cross-entropy on G(x, c) (0 = off; needs --guide).",
+                                   flag_values=FLAGS)
 # Scoring while training (an independent judge; see scoring.py).
 _JUDGE = flags.DEFINE_string("judge", "shipped", "Classifier that scores G while training "
                              "(.keras; 'shipped' = the package's; 'none' = no scoring).",
-                             **_D)
+                             flag_values=FLAGS)
 _EVAL_EVERY = flags.DEFINE_integer("eval_every", 0, "Steps between scorings of G on "
                                    "--eval_faces validation faces, keeping "
-                                   "checkpoints/best.npz (0 = off).", **_D)
+                                   "checkpoints/best.npz (0 = off).", flag_values=FLAGS)
 _EVAL_FACES = flags.DEFINE_integer("eval_faces", 400, "Validation faces scored each time "
-                                   "(class-balanced, fixed for the run; 0 = all).", **_D)
+                                   "(class-balanced, fixed for the run; 0 = all).",
+                                   flag_values=FLAGS)
 _BEST_FD_RATIO = flags.DEFINE_float("best_fd_ratio", scoring.BestRule.max_fd_ratio,
                                     "The best checkpoint's realism limit: FD at most this "
-                                    "many times the real-vs-real floor.", **_D)
+                                    "many times the real-vs-real floor.", flag_values=FLAGS)
 # Optimisation.
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 8, "Images per step (global: split "
-                                   "evenly over all replicas of all workers).", **_D)
-_EPOCHS = flags.DEFINE_integer("epochs", 400, "Passes over the training set.", **_D)
+                                   "evenly over all replicas of all workers).", flag_values=FLAGS)
+_EPOCHS = flags.DEFINE_integer("epochs", 400, "Passes over the training set.", flag_values=FLAGS)
 _MAX_STEPS = flags.DEFINE_integer("max_steps", 0, "Stop after this many steps in total "
-                                  "(0: epochs x steps per epoch).", **_D)
+                                  "(0: epochs x steps per epoch).", flag_values=FLAGS)
 _LR_DECAY = flags.DEFINE_bool("lr_decay", False, "Official StarGAN's schedule: both "
                               "learning rates fall linearly to 0 over the second half of "
-                              "the steps.", **_D)
-_G_LR = flags.DEFINE_float("g_lr", 1e-4, "G's Adam learning rate.", **_D)
-_D_LR = flags.DEFINE_float("d_lr", 1e-4, "D's Adam learning rate.", **_D)
-_BETA1 = flags.DEFINE_float("beta1", 0.5, "Adam beta1.", **_D)
-_BETA2 = flags.DEFINE_float("beta2", 0.999, "Adam beta2.", **_D)
-_SEED = flags.DEFINE_integer("seed", 0, "Seed of weights, data order, flips, targets.", **_D)
+                              "the steps.", flag_values=FLAGS)
+_G_LR = flags.DEFINE_float("g_lr", 1e-4, "G's Adam learning rate.", flag_values=FLAGS)
+_D_LR = flags.DEFINE_float("d_lr", 1e-4, "D's Adam learning rate.", flag_values=FLAGS)
+_BETA1 = flags.DEFINE_float("beta1", 0.5, "Adam beta1.", flag_values=FLAGS)
+_BETA2 = flags.DEFINE_float("beta2", 0.999, "Adam beta2.", flag_values=FLAGS)
+_SEED = flags.DEFINE_integer("seed", 0, "Seed of weights, data order, flips, targets.",
+                             flag_values=FLAGS)
 # Devices.
 _PRECISION = flags.DEFINE_enum("precision", "auto", list(devices.PRECISIONS),
-                               "auto: bf16 where the device has native bf16 math.", **_D)
-_JIT = flags.DEFINE_string("jit_compile", "auto", "XLA: auto (GPU only), true, false.", **_D)
+                               "auto: bf16 where the device has native bf16 math.",
+                               flag_values=FLAGS)
+_JIT = flags.DEFINE_string("jit_compile", "auto", "XLA: auto (GPU only), true, false.",
+                           flag_values=FLAGS)
 _STRATEGY = flags.DEFINE_string("strategy", "auto", "auto, default, mirrored (all GPUs) or "
                                 "multi_worker (the machines in TF_CONFIG; worker 0 writes).",
-                                **_D)
+                                flag_values=FLAGS)
 _STEPS_PER_EXECUTION = flags.DEFINE_integer("steps_per_execution", 1, "train steps per "
-                                            "graph call (GPU: fewer host round trips).", **_D)
+                                            "graph call (GPU: fewer host round trips).",
+                                            flag_values=FLAGS)
 # Run dir.
 _RUN_DIR = flags.DEFINE_string("run_dir", "runs/default", "Where checkpoints, samples and "
-                               "logs go; rerun to resume.", **_D)
+                               "logs go; rerun to resume.", flag_values=FLAGS)
 _CHECKPOINT_EVERY = flags.DEFINE_integer("checkpoint_every", 1000, "Steps between "
                                          "checkpoints (also saved at the end and on "
-                                         "Ctrl-C/SIGTERM).", **_D)
-_KEEP = flags.DEFINE_integer("keep_checkpoints", 3, "Newest checkpoints kept.", **_D)
+                                         "Ctrl-C/SIGTERM).", flag_values=FLAGS)
+_KEEP = flags.DEFINE_integer("keep_checkpoints", 3, "Newest checkpoints kept.", flag_values=FLAGS)
 _SAMPLE_EVERY = flags.DEFINE_integer("sample_every", 500, "Steps between sample grids.",
-                                     **_D)
+                                     flag_values=FLAGS)
 _LOG_EVERY = flags.DEFINE_integer("log_every", 100, "Steps between progress lines and "
-                                  "TensorBoard scalars.", **_D)
-_VALIDATE = flags.DEFINE_bool("validate", True, "Validation pass after each epoch.", **_D)
+                                  "TensorBoard scalars.", flag_values=FLAGS)
+_VALIDATE = flags.DEFINE_bool("validate", True, "Validation pass after each epoch.",
+                              flag_values=FLAGS)
 _MAX_MINUTES = flags.DEFINE_float("max_minutes", 0, "Stop (with a checkpoint) after this "
-                                  "much training time; 0 = no limit.", **_D)
+                                  "much training time; 0 = no limit.", flag_values=FLAGS)
 _VERBOSE = flags.DEFINE_enum("verbose", "auto", ["auto", "0", "1", "2"], "Keras progress "
-                             "bar: 1 = bar with ETA, 2 = a line per epoch.", **_D)
+                             "bar: 1 = bar with ETA, 2 = a line per epoch.", flag_values=FLAGS)
 _REPORT = flags.DEFINE_bool("report", True, "After training on synthetic data, write the "
-                            "ground-truth evaluation report (run_dir/report).", **_D)
+                            "ground-truth evaluation report (run_dir/report).", flag_values=FLAGS)
 
 
 def config_from_flags() -> trainer.TrainConfig:
-  emotions = emotions_lib.parse_emotions(_EMOTIONS.value)
+  emotions = emotions_lib.parse_emotions(_SOURCE.emotions.value)
   model = models.ModelConfig(
       image_size=_IMAGE_SIZE.value, channels=1, num_classes=len(emotions),
       g_conv_dim=_G_CONV_DIM.value, g_repeat_num=_G_REPEAT.value,
       d_conv_dim=_D_CONV_DIM.value, d_repeat_num=_D_REPEAT.value, upsample=_UPSAMPLE.value,
       g_output=_G_OUTPUT.value)
-  values = {f.name: flags.FLAGS[f.name].value for f in dataclasses.fields(trainer.TrainConfig)
+  values = {f.name: FLAGS[f.name].value for f in dataclasses.fields(trainer.TrainConfig)
             if f.name not in ("model", "emotions")}
   return trainer.TrainConfig(model=model, emotions=emotions, **values)
 
@@ -143,7 +149,7 @@ def config_from_flags() -> trainer.TrainConfig:
 def check_flags():
   """Refuses flag values that cannot work, in one line, before anything is loaded."""
   # Before config_from_flags(): ModelConfig itself raises a bare ValueError on image_size.
-  v = flags.FLAGS.flag_values_dict()
+  v = FLAGS.flag_values_dict()
   down = 2 ** min(max(v["d_repeat_num"], 2), 62)  # D halves d_repeat_num times, G twice
   rules = [
       *((n, v[n] >= 1, "must be at least 1") for n in (

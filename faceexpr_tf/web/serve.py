@@ -18,27 +18,29 @@ from absl import logging
 from faceexpr_tf import errors
 from faceexpr_tf import optional
 from faceexpr_tf.serving import inference
+from faceexpr_tf.serving import serving_flags
 from faceexpr_tf.serving import translators
 
-_DEFINE = {"allow_override": True}  # translate and export define some of these names too
+# This mode's flags, apart from every other mode's: main.py parses them only when
+# the mode runs, so their defaults never depend on what else was imported.
+FLAGS = flags.FlagValues()
 _MODEL = flags.DEFINE_string(
     "model", None, "Generator to serve: a run dir, a SavedModel dir (or TF Serving base "
     "dir), a .keras or .tflite file; default: the generator shipped with the package. "
     "Intensities below 1 need a Keras generator (run dir, .keras, the shipped one).",
-    **_DEFINE)
+    flag_values=FLAGS)
 _HOST = flags.DEFINE_string("host", "127.0.0.1", "Address to listen on (127.0.0.1: this "
-                            "machine only).", **_DEFINE)
+                            "machine only).", flag_values=FLAGS)
 _PORT = flags.DEFINE_integer("port", 8080, "TCP port.", lower_bound=0, upper_bound=65535,
-                             **_DEFINE)
-_MODEL_NAME = flags.DEFINE_string("model_name", "faceexpr", "Model name in the REST URLs "
-                                  "(TF Serving's MODEL_NAME).", **_DEFINE)
+                             flag_values=FLAGS)
+_MODEL_NAME = serving_flags.define_model_name(FLAGS)
 _MAX_BATCH = flags.DEFINE_integer("max_batch", 64, "Most images per forward pass when "
-                                  "requests are merged.", lower_bound=1, **_DEFINE)
+                                  "requests are merged.", lower_bound=1, flag_values=FLAGS)
 _MAX_WAIT_MS = flags.DEFINE_float("max_wait_ms", 5.0, "How long the model thread waits "
                                   "for more requests to merge into a batch.",
-                                  lower_bound=0.0, **_DEFINE)
+                                  lower_bound=0.0, flag_values=FLAGS)
 _MAX_QUEUE = flags.DEFINE_integer("max_queue", 256, "Requests waiting beyond this are "
-                                  "answered 503 (busy).", lower_bound=1, **_DEFINE)
+                                  "answered 503 (busy).", lower_bound=1, flag_values=FLAGS)
 
 _WEB = "for `main.py serve`"
 
