@@ -28,6 +28,8 @@ from faceexpr_tf.photos import intensity  # pylint: disable=wrong-import-positio
 from faceexpr_tf.serving import inference  # pylint: disable=wrong-import-position
 from faceexpr_tf.serving import serving_client  # pylint: disable=wrong-import-position
 from faceexpr_tf.serving import translators  # pylint: disable=wrong-import-position
+from faceexpr_tf.web import batcher as batcher_lib  # pylint: disable=wrong-import-position
+from faceexpr_tf.web import predict_json  # pylint: disable=wrong-import-position
 from faceexpr_tf.web import rest_api  # pylint: disable=wrong-import-position
 from faceexpr_tf.web import serve  # pylint: disable=wrong-import-position
 from faceexpr_tf.web import web_ui  # pylint: disable=wrong-import-position
@@ -273,7 +275,7 @@ def test_bad_urls_and_bodies(client):
 
 
 def test_batcher_merges_concurrent_requests(translator, probe_faces):
-  batcher = rest_api.Batcher(translator, max_batch=64, max_wait_s=0.05)
+  batcher = batcher_lib.Batcher(translator, max_batch=64, max_wait_s=0.05)
   try:
     x = translators.to_model_range(probe_faces)
     labels = np.eye(4, dtype=np.float32)[[1, 2, 3]]
@@ -289,7 +291,7 @@ def test_batcher_merges_concurrent_requests(translator, probe_faces):
 
 
 def test_batcher_queue_is_bounded(translator, probe_faces):
-  batcher = rest_api.Batcher(translator, max_batch=1, max_wait_s=0.0, max_queue=2)
+  batcher = batcher_lib.Batcher(translator, max_batch=1, max_wait_s=0.0, max_queue=2)
   try:
     x = translators.to_model_range(np.repeat(probe_faces, 20, axis=0))
     labels = np.eye(4, dtype=np.float32)[np.zeros(len(x), int)]
@@ -297,7 +299,7 @@ def test_batcher_queue_is_bounded(translator, probe_faces):
     for _ in range(20):
       try:
         accepted.append(batcher.submit(x, labels))
-      except rest_api.RequestError as e:
+      except predict_json.RequestError as e:
         assert e.status == 503 and "busy" in str(e)
         refused += 1
     assert refused > 0, "20 instant submits of a slow job never filled a 2-slot queue"

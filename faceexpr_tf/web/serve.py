@@ -5,7 +5,7 @@
 
 One uvicorn server on 127.0.0.1: the Gradio page (web_ui.py) at /, the REST API
 (rest_api.py) at /v1/models/<name>:predict and friends, /healthz. Both feed one model
-thread through a bounded queue. Nothing calls out to the internet (no share links, no
+thread (batcher.py) through a bounded queue. Nothing calls out to the internet (no share links, no
 analytics). Needs the `web` extra: pip install -e ".[web]".
 """
 
@@ -52,9 +52,10 @@ def build_app(translator: translators.Translator, model_name: str = "faceexpr",
   optional.require("gradio", _WEB)
   import fastapi  # pylint: disable=g-import-not-at-top
   from fastapi import exceptions, responses  # pylint: disable=g-import-not-at-top
+  from faceexpr_tf.web import batcher as batcher_lib  # pylint: disable=g-import-not-at-top
   from faceexpr_tf.web import rest_api  # pylint: disable=g-import-not-at-top
 
-  batcher = batcher or rest_api.Batcher(translator)
+  batcher = batcher or batcher_lib.Batcher(translator)
   version = getattr(translator, "model_version", None) or 1
   api = rest_api.Api(batcher, model_name, version)
   app = fastapi.FastAPI(title="faceexpr-tf", docs_url=None, redoc_url=None,
@@ -97,11 +98,11 @@ def run() -> int:
   uvicorn = optional.require("uvicorn", _WEB)
   optional.require("gradio", _WEB)
   check_port(_HOST.value, _PORT.value)
-  from faceexpr_tf.web import rest_api  # pylint: disable=g-import-not-at-top
+  from faceexpr_tf.web import batcher as batcher_lib  # pylint: disable=g-import-not-at-top
   translator = inference.load_translator(_MODEL.value or "pretrained")
   logging.info("Loaded %r", translator)
-  batcher = rest_api.Batcher(translator, _MAX_BATCH.value, _MAX_WAIT_MS.value / 1000,
-                             _MAX_QUEUE.value)
+  batcher = batcher_lib.Batcher(translator, _MAX_BATCH.value, _MAX_WAIT_MS.value / 1000,
+                                _MAX_QUEUE.value)
   app = build_app(translator, _MODEL_NAME.value, batcher)
   if _HOST.value not in ("127.0.0.1", "localhost", "::1"):
     logging.warning("Listening on %s: other machines can reach this server", _HOST.value)

@@ -5,7 +5,7 @@ detected face box, the face in every emotion at the chosen intensity, a strip of
 intermediate steps (rows: emotions, columns: intensity 0 .. 1) and a PNG of the grid to
 download. A file that is not an image, too large, or shows no face gets a message on
 the page; the server stays up. Every forward pass goes through the server's Batcher
-(rest_api.py), the same model thread the REST API uses.
+(batcher.py), the same model thread the REST API uses.
 """
 
 import dataclasses
