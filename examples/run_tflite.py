@@ -14,7 +14,7 @@ and returns `image`, float32 [N, 48, 48, 1] in [-1, 1]. Every quantization mode
 (float16, dynamic, int8, int16x8) keeps these float32 inputs and outputs.
 
 The photo should be a face crop (roughly square, face filling most of it), like the
-48x48 FER2013 faces the model was trained on; faceexpr_tf/faces.py shows how to find
+48x48 FER2013 faces the model was trained on; faceexpr_tf/photos/faces.py shows how to find
 and crop faces with OpenCV's Haar cascade.
 """
 

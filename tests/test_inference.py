@@ -202,7 +202,7 @@ def test_tflite_quantization_helpers():
   assert translators.quantize(np.array([3, 1]), ids).tolist() == [3, 1]
 
 
-# --- Exported forms (faceexpr_tf/export.py) -----------------------------------------------
+# --- Exported forms (faceexpr_tf/serving/export.py) -----------------------------------------------
 
 @pytest.fixture(scope="module")
 def exported(run_dir, tmp_path_factory):
@@ -210,7 +210,7 @@ def exported(run_dir, tmp_path_factory):
     from faceexpr_tf.serving import export  # pylint: disable=g-import-not-at-top
     from faceexpr_tf.serving import tflite as tflite_lib  # pylint: disable=g-import-not-at-top
   except ImportError as e:
-    pytest.skip(f"faceexpr_tf/export.py not available yet ({e})")
+    pytest.skip(f"faceexpr_tf/serving/export.py not available yet ({e})")
   _, generator = run_dir
   base = tmp_path_factory.mktemp("exports")
   version_dir = export.export_saved_model(generator, emotions.DEFAULT_EMOTIONS, str(base))

@@ -169,7 +169,7 @@ def test_intensity_input_blends_toward_the_target(client, translator, probe_face
 
 def test_the_projects_serving_client_works_unchanged(translator, probe_faces, astronaut,
                                                      tmp_path):
-  """faceexpr_tf/serving_client.py, written for TF Serving, against a real server."""
+  """faceexpr_tf/serving/serving_client.py, written for TF Serving, against a real server."""
   app = serve.build_app(translator, page=False)
   with socket.socket() as s:
     s.bind(("127.0.0.1", 0))

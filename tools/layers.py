@@ -185,14 +185,14 @@ def draw(path: str, root: str = REPO):
     for i, folder in enumerate(folders):
       x = x0 + i * (box_w + gap_x)
       boxes[folder] = (x, y, x + box_w, y + heights.get(folder, 40))
-  heads = []  # arrow heads: drawn last, on the boxes' edges
+  heads = []  # arrow heads: drawn last, on the imported box's top edge
   for (a, b), n in sorted(folder_edges(root).items()):
     if b == "ground":
       continue  # everybody stands on the ground: arrows there would hide the rest
-    ax0, ay0, ax1, _ = boxes[a]
-    bx0, _, bx1, by1 = boxes[b]
-    start = ((ax0 + ax1) // 2 + (bx0 - ax0) // 12, ay0)
-    end = ((bx0 + bx1) // 2 + (ax0 - bx0) // 12, by1)
+    ax0, _, ax1, ay1 = boxes[a]
+    bx0, by0, bx1, _ = boxes[b]
+    start = ((ax0 + ax1) // 2 + (bx0 - ax0) // 12, ay1)
+    end = ((bx0 + bx1) // 2 + (ax0 - bx0) // 12, by0)
     d.line([start, end], fill="#c44", width=1 + min(n, 8) // 2)
     heads.append(end)
   for floor, folders in enumerate(FLOORS):

@@ -1,10 +1,10 @@
 """One way to turn image bytes into upright pixels, the same in every path.
 
 `translate` reads photos with OpenCV, which turns JPEGs upright by their EXIF orientation
-tag. Training image folders (data.py) and the SavedModel's translate_bytes signature
+tag. Training image folders (folders.py) and the SavedModel's translate_bytes signature
 (export.py) decode with tf.io.decode_image, which ignores the tag: a phone photo came out
 sideways there. `decode` below is tf.io.decode_image followed by the same EXIF
-orientation, written in TensorFlow ops only, so it runs eagerly (data.py) and inside a
+orientation, written in TensorFlow ops only, so it runs eagerly (folders.py) and inside a
 SavedModel graph (export.py, TF Serving) alike.
 
 `check_size` reads the width and height from a file's header, so a 20000x20000 PNG is

@@ -1,7 +1,7 @@
 """The generator that ships with the package: a Keras-native .keras file.
 
 `faceexpr_tf/assets/generator.keras` opens with plain `keras.models.load_model` once
-faceexpr_tf.models is imported (G and its layers are registered serializable);
+faceexpr_tf.modeling.models is imported (G and its layers are registered serializable);
 `generator.json` beside it records the emotions, the training command and the scores
 (docs/MODEL_CARD.md). `translate`, `export --pretrained` and `evaluate` use it when no
 model is named.

@@ -30,7 +30,7 @@ from faceexpr_tf import errors
 from faceexpr_tf import optional
 from faceexpr_tf.serving import serving_flags
 
-# Output names and dtypes per signature (see faceexpr_tf/export.py). JSON carries no
+# Output names and dtypes per signature (see faceexpr_tf/serving/export.py). JSON carries no
 # dtype, and TF Serving drops the output name when a signature has a single output.
 SIGNATURE_OUTPUTS = {
     "serving_default": {"image": np.uint8},

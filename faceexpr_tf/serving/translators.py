@@ -95,7 +95,7 @@ class Translator(abc.ABC):
 
     A label vector is what G is fed in place of the target's one-hot: a blend
     (1 - a) * source + a * onehot(target) makes the expression change only part way
-    (faceexpr_tf/intensity.py). Translators that take class ids only (SavedModel,
+    (faceexpr_tf/photos/intensity.py). Translators that take class ids only (SavedModel,
     TFLite) accept one-hot rows and raise UserError for anything else.
     """
     return to_uint8(self.forward_labels(to_model_range(self._check_images(images)), labels))

@@ -9,7 +9,7 @@ The JSON is TF Serving's, for the signatures export.py writes (serving_default,
 translate_ids, translate_all, translate_bytes; metadata has no inputs, so TF Serving's
 REST API cannot call it, and neither can this one): row ("instances") and columnar
 ("inputs") formats, {"b64": ...} for binary strings in and for `*_bytes` outputs out, a
-single output unnamed. So a client written for TF Serving (faceexpr_tf/serving_client.py)
+single output unnamed. So a client written for TF Serving (faceexpr_tf/serving/serving_client.py)
 works unchanged. Bad input answers 4xx with {"error": "..."}.
 
 One extension: serving_default and translate_bytes take an optional `intensity` input
