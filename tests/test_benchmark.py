@@ -2,19 +2,24 @@ import os
 import subprocess
 import sys
 
+import keras
 import pytest
 
-from faceexpr_tf.benchmark import benchmark
+from faceexpr_tf.benchmark import anchor
+from faceexpr_tf.benchmark import hardware
+from faceexpr_tf.benchmark import profiling
+from faceexpr_tf.benchmark import speed
 from faceexpr_tf.modeling import models
+from faceexpr_tf.training import devices
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_generator_flops_match_the_pytorch_anchor():
   # 2.73 GFLOP per image for the official G at 48 px (../shared/bench counts the same).
-  assert benchmark.generator_flops(models.ModelConfig()) / 1e9 == pytest.approx(2.73, abs=0.01)
+  assert speed.generator_flops(models.ModelConfig()) / 1e9 == pytest.approx(2.73, abs=0.01)
   small = models.ModelConfig(g_conv_dim=16, g_repeat_num=2)
-  assert benchmark.generator_flops(small) < benchmark.generator_flops(models.ModelConfig()) / 20
+  assert speed.generator_flops(small) < speed.generator_flops(models.ModelConfig()) / 20
 
 
 def test_benchmark_mode_prints_and_appends_rows(tmp_path):
@@ -51,15 +56,108 @@ torch_anchor_infer img_per_s batch64=32.50 norm=eval threads=1
 
 
 def test_parse_anchor_output():
-  train = benchmark.parse_anchor(ANCHOR_TRAIN_OUTPUT)
+  train = anchor.parse_anchor(ANCHOR_TRAIN_OUTPUT)
   assert train == {"train_img_s": 4.706, "batch": 16, "train_flop_per_img": 1.513e10,
                    "torch": "2.13.0+cpu"}
-  infer = benchmark.parse_anchor(ANCHOR_INFER_OUTPUT)
+  infer = anchor.parse_anchor(ANCHOR_INFER_OUTPUT)
   assert infer["infer_img_s"] == {64: 32.5} and "train_img_s" not in infer
 
 
 def test_peak_gflops_is_a_rate():
-  assert benchmark.peak_gflops(seconds=0.2, n=256) > 0.1
+  assert hardware.peak_gflops(seconds=0.2, n=256) > 0.1
+
+
+def test_peak_is_measured_in_the_dtype_asked_for(monkeypatch):
+  assert [hardware.compute_dtype(p) for p in ("float32", "mixed_bfloat16", "mixed_float16")] \
+      == ["float32", "bfloat16", "float16"]
+  seen = []
+  real = hardware.tf.linalg.matmul
+  monkeypatch.setattr(hardware.tf.linalg, "matmul", lambda a, b: seen.append(a.dtype) or
+                      real(a, b))
+  assert hardware.peak_gflops(seconds=0.05, n=64, dtype="bfloat16") > 0
+  assert seen and set(seen) == {hardware.tf.bfloat16}
+
+
+@pytest.fixture
+def restore_policy():
+  before = keras.mixed_precision.global_policy().name
+  yield
+  keras.mixed_precision.set_global_policy(before)
+
+
+def _fake_side_by_side(monkeypatch, tmp_path, precision, batches, peak):
+  """anchor.side_by_side with everything slow faked (the precision resolution is real).
+
+  Returns the table's rows (cells), the policy each trainer was built in and the dtypes
+  the matmul peak was asked for.
+  """
+  built_in, peak_dtypes = [], []
+  monkeypatch.setattr(hardware, "set_threads", lambda threads: None)
+  monkeypatch.setattr(hardware, "peak_gflops",
+                      lambda dtype="float32", **_: peak_dtypes.append(dtype) or peak)
+
+  def fake_trainer(batch):
+    built_in.append(keras.mixed_precision.global_policy().name)
+    return type("Model", (), {"generator": None})(), lambda steps: 4.0
+  monkeypatch.setattr(anchor, "tf_trainer", fake_trainer)
+  monkeypatch.setattr(anchor, "tf_inference_rate", lambda g: 20.0)
+  monkeypatch.setattr(anchor, "run_anchor", lambda python, stargan_dir, script, args:
+                      anchor.parse_anchor(ANCHOR_INFER_OUTPUT if "--infer" in args
+                                          else ANCHOR_TRAIN_OUTPUT))
+  (tmp_path / "model.py").touch()
+  table = tmp_path / "side.md"
+  assert anchor.side_by_side("python", str(tmp_path), None, precision, 1, 1, 1, batches,
+                             str(table), "main.py benchmark") == 0
+  rows = [[c.strip() for c in line.strip("|").split("|")]
+          for line in table.read_text().splitlines()
+          if "| train b" in line or "| G infer" in line]
+  return rows, built_in, peak_dtypes
+
+
+def test_side_by_side_rows_name_the_precision_that_ran_and_its_peak(
+    monkeypatch, tmp_path, capsys, restore_policy):
+  # The reported bug: on a CPU with native bf16, "auto" ran mixed_bfloat16 but the rows
+  # said float32 and held bf16 rates against a float32 matmul peak (170% of it).
+  monkeypatch.setattr(devices, "gpu_capabilities", lambda: [])
+  monkeypatch.setattr(devices, "cpu_flags", lambda: frozenset({"avx2", "avx512_bf16"}))
+  rows, built_in, peak_dtypes = _fake_side_by_side(monkeypatch, tmp_path, "auto", [8, 16], 95.0)
+  assert built_in == ["mixed_bfloat16", "mixed_bfloat16"]   # bf16 ran, for every batch
+  assert peak_dtypes == ["bfloat16"]
+  assert [r[6] for r in rows] == ["train b8", "train b16", "G infer b64"]
+  assert [r[5] for r in rows] == ["mixed_bfloat16"] * 3
+  # 4 img/s x 15.13 GFLOP = 60.5 GFLOP/s of a 95 GFLOP/s bf16 peak; G: 20 x 2.73 of 95.
+  assert [r[12] for r in rows] == ["64% (peak 95, bfloat16)"] * 2 + ["57% (peak 95, bfloat16)"]
+  assert "1024x1024 bfloat16 matmul" in capsys.readouterr().out
+
+
+def test_side_by_side_in_float32_holds_a_float32_peak(monkeypatch, tmp_path, restore_policy):
+  monkeypatch.setattr(devices, "gpu_capabilities", lambda: [])
+  monkeypatch.setattr(devices, "cpu_flags", lambda: frozenset({"avx2"}))   # no native bf16
+  rows, built_in, peak_dtypes = _fake_side_by_side(monkeypatch, tmp_path, "auto", [16], 100.0)
+  assert built_in == ["float32"] and peak_dtypes == ["float32"]
+  assert [(r[5], r[12]) for r in rows] == [("float32", "61% (peak 100, float32)"),
+                                           ("float32", "55% (peak 100, float32)")]
+
+
+def test_training_rows_name_the_precision_that_ran(monkeypatch, restore_policy):
+  # A real (tiny) fit in "auto", which a CPU with native bf16 resolves to mixed_bfloat16.
+  monkeypatch.setattr(devices, "gpu_capabilities", lambda: [])
+  monkeypatch.setattr(devices, "cpu_flags", lambda: frozenset({"avx2", "avx512_bf16"}))
+  monkeypatch.setitem(speed.CONFIGS, "tiny", (dict(g_conv_dim=4, g_repeat_num=1, d_conv_dim=4,
+                                                   upsample="resize"), 2, "log"))
+  row = speed.time_training("tiny", "auto", steps=1, infer_seconds=0.05)
+  keras.backend.clear_session()
+  assert row["precision"] == "mixed_bfloat16"
+  line = speed.row_line(row, "a bf16 CPU")
+  assert "| tiny | 2 | log | mixed_bfloat16 | False |" in line and "auto" not in line
+
+
+def test_only_the_mode_module_reads_flags():
+  folder = os.path.dirname(anchor.__file__)
+  for name in sorted(os.listdir(folder)):
+    if name.endswith(".py") and name not in ("benchmark.py", "__init__.py"):
+      text = open(os.path.join(folder, name), encoding="utf-8").read()
+      assert "absl import flags" not in text and "FLAGS" not in text, name
 
 
 def test_side_by_side_needs_a_usable_anchor(tmp_path):
@@ -134,7 +232,7 @@ def test_profile_writes_a_trace_and_prints_the_top_ops(tmp_path):
   assert not (tmp_path / "b.md").exists()   # a profile appends no benchmark rows
   try:
     # pylint: disable-next=g-import-not-at-top,unused-import
-    from tensorflow.tsl.profiler.protobuf import xplane_pb2
+    from tensorflow.tsl.profiler.protobuf import xplane_pb2  # noqa: F401
   except ImportError:
     assert "No summary here" in out.stdout
     pytest.skip("this TensorFlow has no xplane proto: the trace is not summarised offline")
@@ -145,7 +243,7 @@ def test_profile_writes_a_trace_and_prints_the_top_ops(tmp_path):
   assert shares == sorted(shares, reverse=True) and 0 < sum(shares) <= 100.05
   # A GAN training step is mostly convolutions and their gradients.
   assert any("Conv2D" in r[0] for r in rows[:3]), out.stdout
-  rows, total = benchmark.top_ops(str(traces[0]), n=100)
+  rows, total = profiling.top_ops(str(traces[0]), n=100)
   assert total > 0 and sum(r["self_ms"] for r in rows) == pytest.approx(total)
 
 
