@@ -6,7 +6,6 @@ import os
 import keras
 import numpy as np
 import pytest
-from absl import logging
 
 from faceexpr_tf.store import runs
 from faceexpr_tf.training import callbacks
@@ -73,3 +72,66 @@ def test_samples_and_progress_lines_on_crossing(tmp_path, caplog):
     _drive(progress, [3, 6, 9, 12], model)
   assert [line.split()[1] for line in caplog.messages if line.startswith("step ")] == [
       "6/12", "9/12", "12/12"]
+
+
+class _Clock:
+  """A fake clock for Progress: each step of `_drive_timed` takes `seconds_per_step`."""
+
+  def __init__(self):
+    self.now = 1000.0
+
+  def __call__(self):
+    return self.now
+
+
+def _drive_timed(progress, steps, seconds_per_step, caplog):
+  """Drives `progress` one step at a time on a fake clock; returns its progress lines."""
+  model, clock = _ScriptedModel(), _Clock()
+  progress.clock = clock
+  progress.set_model(model)
+  progress.on_train_begin()
+  with caplog.at_level(py_logging.INFO, logger="absl"):
+    for i, step in enumerate(steps):
+      clock.now += seconds_per_step
+      model.step.assign(step)
+      progress.on_train_batch_end(i, {"loss": 1.0})
+  return model, [m for m in caplog.messages if m.startswith("step ")]
+
+
+def test_progress_of_a_time_bounded_run_reads_against_the_time_limit(caplog):
+  # The demo: 8.5 minutes, 25,000,000 steps as the (never reached) step bound, 4 steps/s.
+  progress = callbacks.Progress(0, 25_000_000, 32, every=100, time_limit_s=510)
+  _, lines = _drive_timed(progress, range(1, 501), 0.25, caplog)
+  assert len(lines) == 5
+  # Step 500: 499 steps (timed from the end of step 1) in 124.75 s, 385.25 s left.
+  assert lines[-1].startswith(
+      "step 500 (24% of 8m30s) 128.0 img/s, 2m04s used, 6m25s left, ETA 6m25s (time limit)")
+
+
+def test_progress_of_a_step_bounded_run_is_unchanged(caplog):
+  progress = callbacks.Progress(0, 1000, 8, every=100)
+  _, lines = _drive_timed(progress, range(1, 501), 0.5, caplog)
+  # 499 steps in 249.5 s: 2 steps/s, 16 img/s; 500 steps left: 250 s.
+  assert lines[-1] == "step 500/1000 (50%) 16.0 img/s ETA 4m10s | loss=1.000"
+
+
+def test_progress_of_a_time_limited_run_that_the_steps_end_first(caplog):
+  # 30 minutes allowed, but the 1000 steps end after about 8 minutes: ETA by steps.
+  progress = callbacks.Progress(0, 1000, 8, every=100, time_limit_s=1800)
+  model, lines = _drive_timed(progress, range(1, 501), 0.5, caplog)
+  assert lines[-1].startswith(
+      "step 500/1000 (50%) 16.0 img/s, 4m09s used, 25m50s left, ETA 4m10s (steps)")
+  assert not progress.time_limit_hit and not model.stop_training
+
+
+def test_progress_stops_the_run_past_its_time_limit(caplog):
+  progress = callbacks.Progress(0, 25_000_000, 32, every=100, time_limit_s=60)
+  model, _ = _drive_timed(progress, range(1, 240), 0.25, caplog)
+  assert not progress.time_limit_hit                 # 238 steps after the first: 59.5 s
+  progress.on_train_batch_end(239, {"loss": 1.0})    # the clock did not move: 59.5 s
+  assert not progress.time_limit_hit
+  progress.clock.now += 0.75                         # 60.25 s
+  model.step.assign(240)
+  progress.on_train_batch_end(240, {"loss": 1.0})
+  assert progress.time_limit_hit and model.stop_training
+  assert any(m.startswith("Time limit reached at step 240") for m in caplog.messages)

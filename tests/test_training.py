@@ -234,3 +234,37 @@ def test_resume_across_precisions_keeps_the_optimizer_state(tmp_path):
     assert trainer.train(_config(tmp_path, max_steps=5, checkpoint_every=0))["step"] == 5
   finally:
     keras.mixed_precision.set_global_policy("float32")
+
+
+# --- one progress display ----------------------------------------------------------------
+
+def test_default_verbosity_shows_progress_lines_and_no_keras_epoch_lines(tmp_path, capfd,
+                                                                          caplog):
+  import logging as py_logging  # pylint: disable=g-import-not-at-top
+  # 4 steps per epoch: 6 steps are two fit() calls, the second of 2 steps.
+  with caplog.at_level(py_logging.INFO, logger="absl"):
+    summary = trainer.train(_config(tmp_path, max_steps=6, verbose="auto", log_every=2,
+                                    checkpoint_every=0, sample_every=0))
+  assert summary["step"] == 6
+  out, err = capfd.readouterr()
+  assert "Epoch 1/1" not in out + err and "Epoch 2/2" not in out + err
+  assert [m.split()[1] for m in caplog.messages if m.startswith("step ")] == [
+      "2/6", "4/6", "6/6"]
+  assert "Epoch 2: 2 steps in" in caplog.text
+
+
+def test_verbose_flag_still_asks_keras_for_its_bar():
+  assert trainer._verbosity("auto", progress_lines=True) == 0
+  assert trainer._verbosity("1", progress_lines=True) == 1
+  assert trainer._verbosity("2", progress_lines=True) == 2
+  assert trainer._verbosity("0", progress_lines=False) == 0
+  assert trainer._verbosity("auto", progress_lines=False) in (1, 2)  # 1 on a terminal
+
+
+def test_a_time_limited_epoch_logs_the_steps_it_ran(tmp_path, caplog):
+  import logging as py_logging  # pylint: disable=g-import-not-at-top
+  with caplog.at_level(py_logging.INFO, logger="absl"):
+    summary = trainer.train(_config(tmp_path, max_steps=1000, max_minutes=1e-4,
+                                    checkpoint_every=0, sample_every=0, validate=False))
+  assert summary["stopped_by"] == "time_limit" and summary["step"] < 4
+  assert f"Epoch 1: {summary['step']} of 4 steps in" in caplog.text

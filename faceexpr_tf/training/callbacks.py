@@ -216,32 +216,54 @@ class ScoreKeeper(_StepCallback):
 
 
 class Progress(_StepCallback):
-  """A log line every `every` steps with overall progress, speed and ETA (Keras's own
-  progress bar only knows the current epoch)."""
+  """A log line every `every` steps with overall progress, speed and ETA: the run's one
+  progress display (trainer.py keeps Keras's per-epoch bar off unless --verbose asks).
 
-  def __init__(self, start_step, total_steps, batch_size, every, time_limit_s=0):
+  Without a time limit: `step 500/25000 (2%) 119.6 img/s ETA 1h49m | <losses>`. With one
+  (--max_minutes) the line also shows the training time used and left, and its ETA and
+  percentage read against whichever bound stops the run first: the time limit, or the
+  steps left at the current rate. Time counts from the end of the first step (which includes
+  tracing), the same clock the time limit stops the run by.
+  """
+
+  def __init__(self, start_step, total_steps, batch_size, every, time_limit_s=0,
+               clock=time.time):
     super().__init__()
     self.start_step, self.total, self.batch_size = start_step, total_steps, batch_size
-    self.every, self.time_limit_s = every, time_limit_s
+    self.every, self.time_limit_s, self.clock = every, time_limit_s, clock
     self.t0 = None
     self.time_limit_hit = False
 
   def on_train_batch_end(self, batch, logs=None):
     previous, step = self._advance()
     if self.t0 is None:  # the first step includes tracing; time from after it
-      self.t0, self.step0 = time.time(), step
+      self.t0, self.step0 = self.clock(), step
       return
-    elapsed = time.time() - self.t0
+    elapsed = self.clock() - self.t0
     if self.time_limit_s and elapsed > self.time_limit_s:
       logging.warning("Time limit reached at step %d; stopping (rerun to continue).", step)
       self.time_limit_hit = True
       self.model.stop_training = True
     if crossed(previous, step, self.every) and step > self.step0:
-      rate = (step - self.step0) / elapsed
-      eta = (self.total - step) / rate
       losses = " ".join(f"{k}={float(v):.3f}" for k, v in (logs or {}).items())
-      logging.info("step %d/%d (%.0f%%) %.1f img/s ETA %s | %s", step, self.total,
-                   100 * step / self.total, rate * self.batch_size, _duration(eta), losses)
+      logging.info("%s | %s", self.line(step, elapsed), losses)
+
+  def line(self, step: int, elapsed: float) -> str:
+    """The progress part of the log line at `step`, `elapsed` seconds after the first."""
+    rate = (step - self.step0) / max(elapsed, 1e-9)         # steps per second
+    steps_eta = max(self.total - step, 0) / rate
+    speed = f"{rate * self.batch_size:.1f} img/s"
+    if not self.time_limit_s:
+      return (f"step {step}/{self.total} ({100 * step / self.total:.0f}%) {speed} "
+              f"ETA {_duration(steps_eta)}")
+    left = max(self.time_limit_s - elapsed, 0.0)
+    times = f"{_duration(elapsed)} used, {_duration(left)} left"
+    if left < steps_eta:  # the time limit stops the run first
+      share = min(elapsed / self.time_limit_s, 1.0)
+      return (f"step {step} ({100 * share:.0f}% of {_duration(self.time_limit_s)}) {speed}, "
+              f"{times}, ETA {_duration(left)} (time limit)")
+    return (f"step {step}/{self.total} ({100 * step / self.total:.0f}%) {speed}, {times}, "
+            f"ETA {_duration(steps_eta)} (steps)")
 
 
 def _duration(seconds: float) -> str:

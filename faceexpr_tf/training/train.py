@@ -128,8 +128,11 @@ _VALIDATE = flags.DEFINE_bool("validate", True, "Validation pass after each epoc
                               flag_values=FLAGS)
 _MAX_MINUTES = flags.DEFINE_float("max_minutes", 0, "Stop (with a checkpoint) after this "
                                   "much training time; 0 = no limit.", flag_values=FLAGS)
-_VERBOSE = flags.DEFINE_enum("verbose", "auto", ["auto", "0", "1", "2"], "Keras progress "
-                             "bar: 1 = bar with ETA, 2 = a line per epoch.", flag_values=FLAGS)
+_VERBOSE = flags.DEFINE_enum("verbose", "auto", ["auto", "0", "1", "2"], "Keras's own "
+                             "progress display, besides the --log_every lines: auto = none "
+                             "while those lines are on (--log_every > 0), else 1 on a terminal "
+                             "and 2 otherwise; 0 = none, 1 = bar with ETA, 2 = a line per "
+                             "epoch.", flag_values=FLAGS)
 _REPORT = flags.DEFINE_bool("report", True, "After training on synthetic data, write the "
                             "ground-truth evaluation report (run_dir/report).", flag_values=FLAGS)
 

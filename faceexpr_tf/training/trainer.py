@@ -255,7 +255,7 @@ def train(cfg: TrainConfig) -> dict:
                    "--eval_every scoring still runs)")
     else:
       val_ds = pipeline.make_eval_dataset(val_faces, cfg.batch_size, seed=cfg.seed)
-  verbose = _verbosity(cfg.verbose)
+  verbose = _verbosity(cfg.verbose, progress_lines=cfg.log_every > 0)
 
   previous_handler = signal.signal(signal.SIGTERM, _raise_stop)
   stopped_by, t0 = "done", time.time()
@@ -271,8 +271,10 @@ def train(cfg: TrainConfig) -> dict:
       model.fit(stream, epochs=epoch + 1, initial_epoch=epoch, steps_per_epoch=n,
                 validation_data=val_ds, callbacks=callbacks, verbose=verbose,
                 shuffle=False)
-      step = int(model.step.numpy())
-      logging.info("Epoch %d: %d steps in %.1f s", epoch + 1, n, time.time() - t_epoch)
+      done = int(model.step.numpy()) - step  # fewer than n when stopped early
+      step += done
+      logging.info("Epoch %d: %s steps in %.1f s", epoch + 1,
+                   done if done == n else f"{done} of {n}", time.time() - t_epoch)
       if progress.time_limit_hit:
         stopped_by = "time_limit"
         break
@@ -327,7 +329,16 @@ def _training_record(cfg: TrainConfig, plan: devices.DevicePlan) -> dict:
   return record
 
 
-def _verbosity(value: str) -> int:
+def _verbosity(value: str, progress_lines: bool) -> int:
+  """fit()'s verbose for --verbose=`value`: one progress display, not two that disagree.
+
+  Progress's lines (every --log_every steps) know the whole run, its time limit included;
+  Keras's bar or epoch lines only the current fit(), i.e. one epoch. So `auto` keeps Keras
+  quiet while those lines are on, and shows its bar (a terminal) or a line per epoch
+  otherwise; an explicit 0, 1 or 2 is passed to fit() as given.
+  """
   if value != "auto":
     return int(value)
+  if progress_lines:
+    return 0
   return 1 if sys.stdout.isatty() else 2
