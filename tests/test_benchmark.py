@@ -7,6 +7,7 @@ import pytest
 
 from faceexpr_tf.benchmark import anchor
 from faceexpr_tf.benchmark import hardware
+from faceexpr_tf.benchmark import latency
 from faceexpr_tf.benchmark import profiling
 from faceexpr_tf.benchmark import speed
 from faceexpr_tf.modeling import models
@@ -22,21 +23,24 @@ def test_generator_flops_match_the_pytorch_anchor():
   assert speed.generator_flops(small) < speed.generator_flops(models.ModelConfig()) / 20
 
 
-def test_benchmark_mode_prints_and_appends_rows(tmp_path):
+def test_benchmark_mode_prints_and_appends_rows(tmp_path, main_py, monkeypatch):
+  """One real `main.py benchmark` (the smallest config, 1 timed step: ~20 s, most of it
+  tracing the training step) starts the table; a second run appends to it, its timing
+  faked (the real timing is the first run's)."""
   table = tmp_path / "bench.md"
-  cmd = [sys.executable, os.path.join(ROOT, "main.py"), "benchmark", "--bench_configs=demo",
-         "--bench_steps=2", f"--bench_table={table}"]
-  env = dict(os.environ, PYTHONPATH=ROOT)
-  for _ in range(2):
-    out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr[-2000:]
+  out = main_py("benchmark", "--bench_configs=demo", "--bench_steps=1", f"--bench_table={table}")
+  assert out.returncode == 0, out.stderr[-2000:]
+  row = {"config": "demo", "batch": 32, "loss": "log", "precision": "float32", "jit": False,
+         "train_img_s": 1.0, "infer_img_s": 1.0, "g_gflop": 0.13, "infer_gflop_s": 0.1,
+         "peak_rss_mb": 1.0}
+  monkeypatch.setattr(speed, "time_training", lambda name, precision, steps: dict(row))
+  assert speed.training_table(["demo"], ["auto"], 1, 0, str(table)) == 0
   rows = [l for l in table.read_text().splitlines() if "| demo |" in l]
   assert len(rows) == 2 and "| demo |" in out.stdout
   cells = [c.strip() for c in rows[0].strip("|").split("|")]
   assert float(cells[9]) > 0 and float(cells[10]) > 0      # train and inference img/s
   assert table.read_text().count("| date |") == 1            # one header, rows appended
-  bad = subprocess.run(cmd[:3] + ["--bench_configs=nope"], cwd=ROOT, env=env,
-                       capture_output=True, text=True, timeout=300)
+  bad = main_py("benchmark", "--bench_configs=nope")
   assert bad.returncode == 2 and "nope" in bad.stderr and "Traceback" not in bad.stderr
 
 
@@ -140,14 +144,23 @@ def test_side_by_side_in_float32_holds_a_float32_peak(monkeypatch, tmp_path, res
 
 
 def test_training_rows_name_the_precision_that_ran(monkeypatch, restore_policy):
-  # A real (tiny) fit in "auto", which a CPU with native bf16 resolves to mixed_bfloat16.
+  # "auto", which a CPU with native bf16 resolves to mixed_bfloat16: the real resolution,
+  # models built and compiled in it and G's inference timed in it; only fit() is faked (its
+  # first call traces the training step: ~10 s of emulated bf16 on an AVX2 CPU).
   monkeypatch.setattr(devices, "gpu_capabilities", lambda: [])
   monkeypatch.setattr(devices, "cpu_flags", lambda: frozenset({"avx2", "avx512_bf16"}))
   monkeypatch.setitem(speed.CONFIGS, "tiny", (dict(g_conv_dim=4, g_repeat_num=1, d_conv_dim=4,
                                                    upsample="resize"), 2, "log"))
+  fits = []
+  monkeypatch.setattr(speed.stargan.StarGAN, "fit", lambda self, ds, **kw: fits.append(
+      (keras.mixed_precision.global_policy().name, self.generator.dtype_policy.name,
+       kw["steps_per_epoch"])))
   row = speed.time_training("tiny", "auto", steps=1, infer_seconds=0.05)
   keras.backend.clear_session()
+  assert fits == [("mixed_bfloat16", "mixed_bfloat16", 3), ("mixed_bfloat16",
+                                                             "mixed_bfloat16", 1)]
   assert row["precision"] == "mixed_bfloat16"
+  assert row["train_img_s"] > 0 and row["infer_img_s"] > 0
   line = speed.row_line(row, "a bf16 CPU")
   assert "| tiny | 2 | log | mixed_bfloat16 | False |" in line and "auto" not in line
 
@@ -160,17 +173,14 @@ def test_only_the_mode_module_reads_flags():
       assert "absl import flags" not in text and "FLAGS" not in text, name
 
 
-def test_side_by_side_needs_a_usable_anchor(tmp_path):
-  env = dict(os.environ, PYTHONPATH=ROOT)
-  base = [sys.executable, os.path.join(ROOT, "main.py"), "benchmark",
-          f"--bench_table={tmp_path / 'b.md'}"]
+def test_side_by_side_needs_a_usable_anchor(tmp_path, main_py):
+  base = ["benchmark", f"--bench_table={tmp_path / 'b.md'}"]
   cases = [
       (["--anchor_python=" + sys.executable], "needs both"),
       ([f"--anchor_python={sys.executable}", f"--anchor_stargan={tmp_path}"], "no model.py"),
   ]
   for args, message in cases:
-    out = subprocess.run(base + args, cwd=ROOT, env=env, capture_output=True, text=True,
-                         timeout=300)
+    out = main_py(*base, *args)
     assert out.returncode == 2 and message in out.stderr, out.stderr[-2000:]
     assert "Traceback" not in out.stderr
 
@@ -198,15 +208,34 @@ def test_side_by_side_with_the_real_anchor(tmp_path):
     assert float(cells[7]) > 0 and float(cells[8]) > 0 and cells[9].endswith("x**")
 
 
-def test_tflite_latency_rows(tmp_path):
+@pytest.fixture(scope="module")
+def tflite_table(tmp_path_factory):
+  """The TFLite section for `--bench_tflite=none,dynamic`, written in this process: each
+  kind converted once and timed for 0.2 s (not 3). ~30 s that no setting shortens: the
+  shipped G's export traces every signature, and each conversion loads that SavedModel
+  again. set_threads is recorded, not applied (this process's runtime is already up), and
+  the Keras policy is restored."""
   pytest.importorskip("ai_edge_litert.interpreter",
                       reason="the .tflite timing needs pip install -e '.[mobile]'")
-  table = tmp_path / "tflite.md"
-  cmd = [sys.executable, os.path.join(ROOT, "main.py"), "benchmark",
-         "--bench_tflite=none,dynamic", f"--bench_table={table}"]
-  env = dict(os.environ, PYTHONPATH=ROOT)
-  out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-  assert out.returncode == 0, out.stderr[-3000:]
+  table = tmp_path_factory.mktemp("tflite") / "tflite.md"
+  before = keras.mixed_precision.global_policy().name
+  threads = []
+  with pytest.MonkeyPatch.context() as mp:
+    mp.setattr(hardware, "set_threads", threads.append)
+    try:
+      code = latency.tflite_latency(["none", "dynamic"], "pretrained", 0, str(table),
+                                    "main.py benchmark --bench_tflite=none,dynamic",
+                                    seconds=0.2)
+    finally:
+      keras.mixed_precision.set_global_policy(before)
+  assert threads == [1]   # one thread unless --bench_threads says otherwise
+  return code, table
+
+
+def test_tflite_latency_rows(tflite_table, main_py):
+  """The rows of both conversions (tflite_table: ~30 s), and an unknown one refused."""
+  code, table = tflite_table
+  assert code == 0
   rows = {cells[4]: cells for cells in (
       [c.strip() for c in line.strip("|").split("|")]
       for line in table.read_text().splitlines() if "| pretrained |" in line)}
@@ -214,17 +243,16 @@ def test_tflite_latency_rows(tmp_path):
   assert all(float(r[5]) > 0 for r in rows.values())             # ms per face
   assert float(rows["none"][6]) < 1e-3                             # float32: exact enough
   assert float(rows["none"][6]) < float(rows["dynamic"][6]) < 0.5  # int8 weights: lossier
-  bad = subprocess.run(cmd[:3] + ["--bench_tflite=int4"], cwd=ROOT, env=env,
-                       capture_output=True, text=True, timeout=300)
+  bad = main_py("benchmark", "--bench_tflite=int4")
   assert bad.returncode == 2 and "int4" in bad.stderr and "Traceback" not in bad.stderr
 
 
-def test_profile_writes_a_trace_and_prints_the_top_ops(tmp_path):
+def test_profile_writes_a_trace_and_prints_the_top_ops(tmp_path, main_py):
+  """A real `--profile` run of the smallest config (1 traced step, after the 3 warm-up steps
+  that trace the training step: ~15 s)."""
   logdir = tmp_path / "prof"
-  cmd = [sys.executable, os.path.join(ROOT, "main.py"), "benchmark", "--bench_configs=demo",
-         "--profile_steps=1", f"--profile={logdir}", f"--bench_table={tmp_path / 'b.md'}"]
-  env = dict(os.environ, PYTHONPATH=ROOT)
-  out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+  out = main_py("benchmark", "--bench_configs=demo", "--profile_steps=1", f"--profile={logdir}",
+                f"--bench_table={tmp_path / 'b.md'}")
   assert out.returncode == 0, out.stderr[-3000:]
   traces = list(logdir.glob("plugins/profile/*/*.xplane.pb"))
   assert len(traces) == 1 and traces[0].stat().st_size > 0
@@ -247,9 +275,6 @@ def test_profile_writes_a_trace_and_prints_the_top_ops(tmp_path):
   assert total > 0 and sum(r["self_ms"] for r in rows) == pytest.approx(total)
 
 
-def test_profile_of_an_unknown_config_is_a_user_error(tmp_path):
-  out = subprocess.run([sys.executable, os.path.join(ROOT, "main.py"), "benchmark",
-                        "--bench_configs=nope", f"--profile={tmp_path}"], cwd=ROOT,
-                       env=dict(os.environ, PYTHONPATH=ROOT), capture_output=True, text=True,
-                       timeout=300)
+def test_profile_of_an_unknown_config_is_a_user_error(tmp_path, main_py):
+  out = main_py("benchmark", "--bench_configs=nope", f"--profile={tmp_path}")
   assert out.returncode == 2 and "nope" in out.stderr and "Traceback" not in out.stderr

@@ -1,7 +1,4 @@
-import json
 import os
-import subprocess
-import sys
 
 import keras
 import numpy as np
@@ -14,7 +11,6 @@ from faceexpr_tf.serving import inference
 from faceexpr_tf.serving import pretrained
 
 EMOTIONS = emotions_lib.DEFAULT_EMOTIONS
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REFERENCE = os.path.join(pretrained.ASSETS, "generator_reference.npy")
 
 
@@ -70,30 +66,27 @@ def test_shipped_generator_reproduces_its_stored_reference_output():
                              atol=1e-5)
 
 
-def test_translate_without_model_uses_the_shipped_generator(tmp_path):
+def test_translate_without_model_uses_the_shipped_generator(tmp_path, main_py):
   from skimage import data as skdata  # pylint: disable=g-import-not-at-top
   import cv2  # pylint: disable=g-import-not-at-top
   photo = tmp_path / "astronaut.png"
   cv2.imwrite(str(photo), cv2.cvtColor(skdata.astronaut(), cv2.COLOR_RGB2BGR))
   out = tmp_path / "out"
-  result = subprocess.run([sys.executable, os.path.join(ROOT, "main.py"), "translate",
-                           f"--input={photo}", f"--out={out}"],
-                          capture_output=True, text=True, timeout=300)
+  result = main_py("translate", f"--input={photo}", f"--out={out}")
   assert result.returncode == 0, result.stderr[-2000:]
   written = sorted(os.listdir(out))
   for emotion in EMOTIONS:
     assert any(emotion.lower() in name.lower() for name in written), (emotion, written)
 
 
-def test_translate_with_a_corrupt_model_file_is_one_error_line(tmp_path):
+def test_translate_with_a_corrupt_model_file_is_one_error_line(tmp_path, main_py):
   bad = tmp_path / "broken.keras"
   bad.write_bytes(b"broken")
   photo = tmp_path / "x.png"
   import cv2  # pylint: disable=g-import-not-at-top
   cv2.imwrite(str(photo), np.full((64, 64), 128, np.uint8))
-  result = subprocess.run([sys.executable, os.path.join(ROOT, "main.py"), "translate",
-                           f"--model={bad}", f"--input={photo}", f"--out={tmp_path / 'o'}",
-                           "--no_detect"], capture_output=True, text=True, timeout=300)
+  result = main_py("translate", f"--model={bad}", f"--input={photo}", f"--out={tmp_path / 'o'}",
+                   "--no_detect")
   assert result.returncode == 2
   assert "Traceback" not in result.stderr
   assert "corrupt or unreadable .keras generator" in result.stderr

@@ -220,7 +220,7 @@ def test_a_second_process_is_refused_the_run_dir_until_the_first_dies(tmp_path):
   run_dir = str(tmp_path / "run")
   os.makedirs(run_dir)
   holder = subprocess.Popen(
-      [sys.executable, "-c", "import sys, time; from faceexpr_tf import locks; "
+      [sys.executable, "-c", "import sys, time; from faceexpr_tf.store import locks; "
        f"locks.lock_dir({run_dir!r}); print('locked', flush=True); time.sleep(60)"],
       stdout=subprocess.PIPE, text=True)
   try:

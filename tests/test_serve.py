@@ -6,7 +6,6 @@ uvicorn on a free loopback port, since that client speaks plain urllib.
 """
 
 import base64
-import os
 import socket
 import threading
 import time
@@ -344,17 +343,10 @@ def test_intensity_moves_from_the_input_to_the_full_expression(translator, probe
     assert to_input[0] < 0.05 * 255               # G's reconstruction of the face
 
 
-def test_ids_only_translators_refuse_intensity_below_one(probe_faces, tmp_path):
-  import keras  # pylint: disable=g-import-not-at-top
+def test_ids_only_translators_refuse_intensity_below_one(probe_faces, tiny_saved_model):
   from faceexpr_tf.data import emotions as emotions_lib  # pylint: disable=g-import-not-at-top
-  from faceexpr_tf.serving import export  # pylint: disable=g-import-not-at-top
-  from faceexpr_tf.modeling import models  # pylint: disable=g-import-not-at-top
-  keras.utils.set_random_seed(3)
-  tiny = models.Generator(models.ModelConfig(g_conv_dim=8, g_repeat_num=1, d_conv_dim=8))
-  tiny.build()
+  tiny, version_dir = tiny_saved_model   # a tiny random G and its SavedModel (conftest.py)
   keras_translator = translators.KerasTranslator(tiny, emotions_lib.DEFAULT_EMOTIONS, "tiny")
-  version_dir = export.export_saved_model(tiny, emotions_lib.DEFAULT_EMOTIONS,
-                                          str(tmp_path), step=1)
   saved = inference.load_translator(version_dir)
   assert keras_translator.takes_label_vectors and not saved.takes_label_vectors
   np.testing.assert_allclose(

@@ -45,7 +45,7 @@ def tflite_ms(path: str, image: np.ndarray, seconds: float = 3.0) -> float:
 
 
 def tflite_latency(modes: list[str], model: str, threads: int, table: str,
-                   command: str) -> int:
+                   command: str, seconds: float = 3.0) -> int:
   """Each conversion's batch-1 latency (one thread) and error against the Keras G.
 
   Args:
@@ -54,6 +54,7 @@ def tflite_latency(modes: list[str], model: str, threads: int, table: str,
     threads: TensorFlow threads for the conversion and reference (0 = 1).
     table: markdown file the section is written into ('' = print only).
     command: the command line, for the section's title.
+    seconds: how long each conversion's latency is timed.
 
   Returns:
     0, the mode's exit status.
@@ -85,7 +86,7 @@ def tflite_latency(modes: list[str], model: str, threads: int, table: str,
       tflite.convert_tflite(saved, path, mode, calib if mode in tflite.CALIBRATED_MODES
                             else None)
       err = tflite.compare_tflite(path, g, probe, np.arange(len(probe)) % len(emotions))
-      ms = tflite_ms(path, signatures.to_unit_range(probe[:1]))
+      ms = tflite_ms(path, signatures.to_unit_range(probe[:1]), seconds)
       rows.append({"mode": mode, "ms": ms, **err})
       logging.info("TFLite %s: %.2f ms per face, max abs %.3g, mean abs %.3g, %.2f MB",
                    mode, ms, err["max_abs"], err["mean_abs"], err["size_bytes"] / 1e6)
