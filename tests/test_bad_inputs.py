@@ -5,7 +5,6 @@ its test passes, as handled cleanly (the README's Reliability section quotes the
 
 import os
 import re
-import subprocess
 import sys
 
 import cv2
@@ -18,8 +17,6 @@ from faceexpr_tf.data import emotions as emotions_lib
 from faceexpr_tf.data import faceset
 from faceexpr_tf.data import fer2013
 from faceexpr_tf.modeling import models
-from faceexpr_tf.photos import faces
-from faceexpr_tf.serving import export
 from faceexpr_tf.serving import inference
 from faceexpr_tf.serving import signatures
 from faceexpr_tf.store import runs
@@ -133,14 +130,12 @@ def test_translate_reports_each_bad_photo_and_translates_the_rest(translator, tm
   assert written == sum(FACES_FOUND.get(n, 1) for n in good)
 
 
-def test_translate_cli_goes_on_past_bad_photos_and_exits_1(tmp_path):
+def test_translate_cli_goes_on_past_bad_photos_and_exits_1(tmp_path, main_py):
   bad = [os.path.join(CORPUS, "images", n) for n in ("bad_empty.png", "bad_text.jpg")]
   good = os.path.join(CORPUS, "images", "ok_gray.png")
-  proc = subprocess.run(
-      [sys.executable, os.path.join(ROOT, "main.py"), "translate",
-       f"--input={','.join(bad + [good])}", f"--out={tmp_path}", "--emotions=Sad"],
-      capture_output=True, text=True, timeout=300, cwd=ROOT,
-      env={**os.environ, "PYTHONPATH": ROOT})
+  # `python main.py translate ...`, forked from a process that imported TensorFlow once.
+  proc = main_py("translate", f"--input={','.join(bad + [good])}", f"--out={tmp_path}",
+                 "--emotions=Sad")
   assert proc.returncode == 1, proc.stderr
   assert "Traceback" not in proc.stderr
   for path in bad:
@@ -232,14 +227,9 @@ def test_unknown_or_repeated_emotion_is_one_line(value, message):
 # --- serving requests to the SavedModel ------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory):
-  import keras  # pylint: disable=g-import-not-at-top
-  keras.utils.set_random_seed(0)
-  g = models.Generator(TINY)
-  g.build()
-  base = str(tmp_path_factory.mktemp("exports"))
-  return tf.saved_model.load(export.export_saved_model(g, emotions_lib.DEFAULT_EMOTIONS,
-                                                       base, step=1))
+def served(tiny_loaded):
+  """A tiny random G's SavedModel, loaded (shared with other modules: conftest.py)."""
+  return tiny_loaded
 
 
 def _call(served, signature, **inputs):
@@ -289,7 +279,7 @@ def test_huge_batch_is_refused_with_the_limit_before_g_runs(served):
   works."""
   limit = signatures.MAX_BATCH
   huge = np.zeros((4 * limit, 48, 48, 1), np.uint8)
-  message = rf"batch too large \(at most {{}} images per request"
+  message = r"batch too large \(at most {} images per request"
   with pytest.raises(tf.errors.InvalidArgumentError, match=message.format(limit)):
     _call(served, "serving_default", image=huge, target=["Sad"] * len(huge))
   with pytest.raises(tf.errors.InvalidArgumentError, match=message.format(limit)):

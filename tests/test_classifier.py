@@ -1,4 +1,3 @@
-import json
 import os
 
 import numpy as np
@@ -15,9 +14,11 @@ EMOTIONS = emotions_lib.DEFAULT_EMOTIONS
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
+  """A width-8 classifier on synthetic faces. 5 epochs: held-out accuracy measured 0.34,
+  0.54, then 1.0 from the third epoch on (8 epochs here before: 3 s each for nothing)."""
   run_dir = str(tmp_path_factory.mktemp("clf"))
   record = classifier_training.train_classifier(
-      "synthetic", run_dir, emotions=EMOTIONS, width=8, epochs=8, patience=8,
+      "synthetic", run_dir, emotions=EMOTIONS, width=8, epochs=5, patience=5,
       batch_size=32, lr=3e-3, synthetic_identities=120, max_minutes=3, command="test")
   return run_dir, record
 

@@ -57,9 +57,11 @@ def _error_lines(result):
     (["--diffaug=color,blur"], "error: --diffaug: unknown policy 'blur' (choose from color, "
                                "translation, cutout, comma-separated, or '' for off)"),
 ])
-def test_train_refuses_bad_flags_in_one_line(args, line, tmp_path):
+def test_train_refuses_bad_flags_in_one_line(args, line, tmp_path, main_py):
   run_dir = tmp_path / "run"
-  result = _run(["main.py", "train", f"--run_dir={run_dir}", *args], tmp_path)
+  # `python main.py train ...` forked from a process that imported TensorFlow once
+  # (conftest.py's main_py); the missing-package tests below need a fresh interpreter.
+  result = main_py("train", f"--run_dir={run_dir}", *args)
   assert result.returncode == 2, result.stderr[-3000:]
   assert _error_lines(result) == [line]
   assert not run_dir.exists()  # refused before any work

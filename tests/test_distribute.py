@@ -17,6 +17,8 @@ from faceexpr_tf.training import distribute
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # Runs in a fresh process: logical devices must be set before TensorFlow initialises.
+# One process for every case (argv: n_critic values, "u" after one: also unscaled), as each
+# process pays ~10 s to import TensorFlow before it traces anything.
 _MIRRORED = textwrap.dedent("""
     import json, sys
     import tensorflow as tf
@@ -26,13 +28,12 @@ _MIRRORED = textwrap.dedent("""
     from faceexpr_tf.modeling import models
     from faceexpr_tf.modeling import stargan
     TINY = models.ModelConfig(g_conv_dim=8, g_repeat_num=1, d_conv_dim=8)
-    n_critic = int(sys.argv[1])
     rng = np.random.default_rng(0)
     x = rng.uniform(-1, 1, (8, 48, 48, 1)).astype(np.float32)
     org = rng.integers(0, 4, 8).astype(np.int32)
     batch = (x, org, ((org + 1) % 4).astype(np.int32))
 
-    def update(strategy):
+    def update(strategy, n_critic):
       with strategy.scope():
         keras.utils.set_random_seed(0)
         g, d = models.build_models(TINY)
@@ -45,30 +46,48 @@ _MIRRORED = textwrap.dedent("""
       return m, {k: np.concatenate([(v.numpy() - b).ravel() for v, b in zip(
           m.checkpoint_groups()[k], before[k])]) for k in groups}
 
-    one_model, one = update(tf.distribute.OneDeviceStrategy("/cpu:0"))
-    runs = {"mirrored": update(tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))}
-    if "--unscaled" in sys.argv:   # what the step did before losses were scaled per replica
-      stargan._per_replica = lambda loss: loss
-      runs["unscaled"] = update(tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))
-    out = {"steps": int(one_model.step.numpy()),
-           "g_steps": int(one_model.g_optimizer.iterations.numpy())}
-    for name, (model, u) in runs.items():
-      out[name] = {k: {"norm": float(np.linalg.norm(one[k])),
-                       "rel_diff": float(np.linalg.norm(u[k] - one[k]) / np.linalg.norm(one[k])),
-                       "ratio": float(np.linalg.norm(u[k]) / np.linalg.norm(one[k]))}
-                   for k in u}
-      out[name]["replicas"] = model.distribute_strategy.num_replicas_in_sync
-    print("RESULT " + json.dumps(out))
+    def case(n_critic, unscaled):
+      one_model, one = update(tf.distribute.OneDeviceStrategy("/cpu:0"), n_critic)
+      runs = {"mirrored": update(tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]),
+                                 n_critic)}
+      if unscaled:   # what the step did before losses were scaled per replica
+        per_replica = stargan._per_replica
+        stargan._per_replica = lambda loss: loss
+        try:
+          runs["unscaled"] = update(tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]),
+                                    n_critic)
+        finally:
+          stargan._per_replica = per_replica
+      out = {"steps": int(one_model.step.numpy()),
+             "g_steps": int(one_model.g_optimizer.iterations.numpy())}
+      for name, (model, u) in runs.items():
+        out[name] = {k: {"norm": float(np.linalg.norm(one[k])),
+                         "rel_diff": float(np.linalg.norm(u[k] - one[k]) / np.linalg.norm(one[k])),
+                         "ratio": float(np.linalg.norm(u[k]) / np.linalg.norm(one[k]))}
+                     for k in u}
+        out[name]["replicas"] = model.distribute_strategy.num_replicas_in_sync
+      return out
+
+    results = {arg.rstrip("u"): case(int(arg.rstrip("u")), arg.endswith("u"))
+               for arg in sys.argv[1:]}
+    print("RESULT " + json.dumps(results))
 """)
 
 
 def _run_mirrored(*args):
   env = dict(os.environ, PYTHONPATH=ROOT, CUDA_VISIBLE_DEVICES="")
   out = subprocess.run([sys.executable, "-c", _MIRRORED, *args], cwd=ROOT, env=env,
-                       capture_output=True, text=True, timeout=240)
+                       capture_output=True, text=True, timeout=480)
   assert out.returncode == 0, out.stderr[-3000:]
   line = next(l for l in out.stdout.splitlines() if l.startswith("RESULT "))
   return json.loads(line[len("RESULT "):])
+
+
+@pytest.fixture(scope="module")
+def mirrored():
+  """Both tests' cases from one process: n_critic 1 (also unscaled), then n_critic 2.
+  ~50 s: ~10 s of import, then five StarGANs (one device, mirrored) each trace a step."""
+  return _run_mirrored("1u", "2")
 
 
 # Tolerance: float32 sums taken in another order (two half-batch gradients all-reduced)
@@ -77,8 +96,8 @@ def _run_mirrored(*args):
 TOLERANCE = 1e-5
 
 
-def test_mirrored_two_devices_make_the_same_update_as_one():
-  result = _run_mirrored("1", "--unscaled")
+def test_mirrored_two_devices_make_the_same_update_as_one(mirrored):
+  result = mirrored["1"]
   assert result["mirrored"]["replicas"] == 2 and result["steps"] == 1
   for net in ("generator", "discriminator", "generator_ema"):
     assert result["mirrored"][net]["norm"] > 1e-2                 # the step moved weights
@@ -89,9 +108,9 @@ def test_mirrored_two_devices_make_the_same_update_as_one():
   assert result["unscaled"]["generator"]["ratio"] == pytest.approx(2.0, rel=0.05)
 
 
-def test_mirrored_n_critic_schedule_matches_one_device():
+def test_mirrored_n_critic_schedule_matches_one_device(mirrored):
   # n_critic 2: two D updates, then G's update under a cond (cross-replica: see stargan).
-  result = _run_mirrored("2")
+  result = mirrored["2"]
   assert result["steps"] == 2 and result["g_steps"] == 1
   for net in ("generator", "discriminator", "generator_ema"):
     assert result["mirrored"][net]["rel_diff"] < TOLERANCE, (net, result)
@@ -171,7 +190,9 @@ def _tiny_config(run_dir, max_steps):
       validate=False, report=False, judge="none", verbose="0", strategy="default")
 
 
-def test_two_workers_on_localhost_then_one_worker_resumes(tmp_path):
+def test_two_workers_on_localhost_then_one_worker_resumes(tmp_path, tiny_run):
+  """~45 s: two fresh worker processes side by side (~10 s of import each, then a
+  multi-worker trace of the step), then one in-process resume (~10 s of tracing)."""
   from faceexpr_tf.store import runs  # pylint: disable=g-import-not-at-top
   from faceexpr_tf.training import trainer  # pylint: disable=g-import-not-at-top
   run_dir = tmp_path / "two"
@@ -206,7 +227,10 @@ def test_two_workers_on_localhost_then_one_worker_resumes(tmp_path):
   # sign-like (every weight moves by ~lr whatever its gradient's size), so rounding-level
   # gradient differences flip some near-zero ones. Measured: relative difference 0.012
   # (G) and 0.0002 (D); the same run with other flips of the same faces: 0.87 and 0.64.
-  trainer.train(_tiny_config(tmp_path / "one", 4))
+  # The one-device run: conftest.py's tiny_run (trained once per session) is this run on
+  # one device (same model, faces, seed, batches and optimizer; its validation passes,
+  # samples and checkpoints change no weight), and it saved the weights of step 4.
+  one_path = dict(runs.list_checkpoints(str(tiny_run[0])))[4]
   import keras  # pylint: disable=g-import-not-at-top
   from faceexpr_tf.modeling import models  # pylint: disable=g-import-not-at-top
   keras.utils.set_random_seed(0)
@@ -214,7 +238,7 @@ def test_two_workers_on_localhost_then_one_worker_resumes(tmp_path):
       models.ModelConfig(g_conv_dim=8, g_repeat_num=1, d_conv_dim=8))))
   groups = ["generator", "discriminator"]
   _, two = runs.read_checkpoint(runs.list_checkpoints(str(run_dir))[-1][1], groups)
-  _, one = runs.read_checkpoint(runs.list_checkpoints(str(tmp_path / "one"))[-1][1], groups)
+  _, one = runs.read_checkpoint(one_path, groups)
   for group in groups:
     start = [w.numpy() for w in init[group].weights]
     u_two = np.concatenate([(a - w).ravel() for a, w in zip(two[group], start)])

@@ -1,7 +1,5 @@
 import json
 import os
-import subprocess
-import sys
 
 import keras
 import numpy as np
@@ -111,19 +109,16 @@ def test_evaluate_on_real_faces_writes_every_metric(run_dir, tiny_judge, tmp_pat
     assert os.path.getsize(os.path.join(out, name)) > 100, name
 
 
-def test_evaluate_cli_on_csv_with_a_named_classifier(run_dir, tiny_judge, tmp_path):
+def test_evaluate_cli_on_csv_with_a_named_classifier(run_dir, tiny_judge, tmp_path, main_py):
+  # `python main.py evaluate ...` through conftest.py's main_py: a process forked from one
+  # that imported TensorFlow once (no ~10 s import for each of the two commands).
   csv = _synthetic_csv(tmp_path / "fer.csv", identities=4)
   out = tmp_path / "cli"
-  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-  result = subprocess.run(
-      [sys.executable, os.path.join(root, "main.py"), "evaluate", f"--run_dir={run_dir}",
-       f"--data={csv}", f"--classifier={tiny_judge}", f"--out={out}", "--eval_faces=8"],
-      capture_output=True, text=True, timeout=300)
+  result = main_py("evaluate", f"--run_dir={run_dir}", f"--data={csv}",
+                   f"--classifier={tiny_judge}", f"--out={out}", "--eval_faces=8")
   assert result.returncode == 0, result.stderr[-2000:]
   assert json.load(open(out / "metrics.json"))["faces"] == 8
-  bad = subprocess.run(
-      [sys.executable, os.path.join(root, "main.py"), "evaluate", f"--run_dir={run_dir}",
-       f"--data={csv}", f"--classifier={tmp_path / 'missing.keras'}"],
-      capture_output=True, text=True, timeout=300)
+  bad = main_py("evaluate", f"--run_dir={run_dir}", f"--data={csv}",
+                f"--classifier={tmp_path / 'missing.keras'}")
   assert bad.returncode == 2 and "Traceback" not in bad.stderr
   assert "no such classifier file" in bad.stderr

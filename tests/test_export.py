@@ -1,6 +1,7 @@
 """SavedModel/TFLite export: the signature contract, errors, versions, the CLI."""
 
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -23,7 +24,7 @@ from faceexpr_tf.store import runs
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EMOTIONS = emotions_lib.DEFAULT_EMOTIONS
 TINY = models.ModelConfig(g_conv_dim=8, g_repeat_num=1, d_conv_dim=8)
-STEP = 123
+STEP = 1  # the step conftest.py's tiny_saved_model is exported with
 
 
 def _env():
@@ -40,27 +41,30 @@ def _keras(generator, images_f32, ids):
   return np.asarray(generator(images_f32, tf.one_hot(ids, generator.config.num_classes)))
 
 
-@pytest.fixture(scope="module")
-def generator():
-  keras.utils.set_random_seed(1)
-  g = models.Generator(TINY)
-  g.build()
-  return g
+# One tiny random G, its SavedModel and its .tflite files are shared with other modules
+# (conftest.py: tiny_saved_model, tiny_loaded, tiny_tflite): an export traces every
+# signature and a conversion runs the TFLite converter, seconds each, so each is made once.
 
 
 @pytest.fixture(scope="module")
-def export_base(tmp_path_factory):
-  return str(tmp_path_factory.mktemp("exports"))
+def generator(tiny_saved_model):
+  return tiny_saved_model[0]
 
 
 @pytest.fixture(scope="module")
-def version_dir(generator, export_base):
-  return export.export_saved_model(generator, EMOTIONS, export_base, step=STEP)
+def version_dir(tiny_saved_model):
+  return tiny_saved_model[1]
 
 
 @pytest.fixture(scope="module")
-def loaded(version_dir):
-  return tf.saved_model.load(version_dir)
+def export_base(version_dir):
+  """The folder export_saved_model wrote <base>/faceexpr/1 into (read-only here)."""
+  return os.path.dirname(os.path.dirname(version_dir))
+
+
+@pytest.fixture(scope="module")
+def loaded(tiny_loaded):
+  return tiny_loaded
 
 
 @pytest.fixture(scope="module")
@@ -274,23 +278,26 @@ def test_truncated_png_is_an_invalid_argument(loaded, images):
 
 def test_saved_model_cli_show_and_run(version_dir, generator, tmp_path):
   cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
-  show = _run([cli, "show", "--dir", version_dir, "--all"])
-  assert show.returncode == 0, show.stderr[-2000:]
-  for name in signatures.SIGNATURES:
-    assert f"signature_def['{name}']" in show.stdout
-  for needle in ("inputs['image_bytes']", "outputs['png_bytes']", "outputs['class_names']",
-                 "inputs['target'] tensor_info:\n        dtype: DT_INT32"):
-    assert needle in show.stdout
-
   x = np.linspace(-1, 1, 2304, dtype=np.float32).reshape(1, 48, 48, 1)
   np.save(tmp_path / "x.npy", x)
   np.save(tmp_path / "t.npy", np.array([2], np.int32))
   out = tmp_path / "out"
-  # --input_exprs only takes literals now; .npy files carry the dtypes.
+  # Both commands start at once (each imports TensorFlow for seconds; neither needs the
+  # other). --input_exprs only takes literals now; .npy files carry the dtypes.
+  show = subprocess.Popen([cli, "show", "--dir", version_dir, "--all"], cwd=REPO, env=_env(),
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
   run = _run([cli, "run", "--dir", version_dir, "--tag_set", "serve",
               "--signature_def", "translate_ids",
               "--inputs", f"image={tmp_path / 'x.npy'};target={tmp_path / 't.npy'}",
               "--outdir", str(out)])
+  show_stdout, show_stderr = show.communicate(timeout=240)
+  assert show.returncode == 0, show_stderr[-2000:]
+  for name in signatures.SIGNATURES:
+    assert f"signature_def['{name}']" in show_stdout
+  for needle in ("inputs['image_bytes']", "outputs['png_bytes']", "outputs['class_names']",
+                 "inputs['target'] tensor_info:\n        dtype: DT_INT32"):
+    assert needle in show_stdout
+
   assert run.returncode == 0, run.stderr[-2000:]
   np.testing.assert_allclose(np.load(out / "image.npy"), _keras(generator, x, np.array([2])),
                              atol=1e-5)
@@ -300,7 +307,10 @@ def test_saved_model_cli_show_and_run(version_dir, generator, tmp_path):
 # Versions.
 
 
-def test_versions_auto_increment_and_never_overwrite(generator, export_base, version_dir):
+def test_versions_auto_increment_and_never_overwrite(generator, export_base, tmp_path):
+  # On a copy of the shared export base (version 1): the one other tests read stays as is.
+  shutil.copytree(export_base, tmp_path / "exports")
+  export_base = str(tmp_path / "exports")
   model_dir = os.path.join(export_base, "faceexpr")
   os.makedirs(os.path.join(model_dir, "notes"))       # non-integer entries are ignored
   assert export.existing_versions(model_dir) == [1]
@@ -337,11 +347,9 @@ def test_wrong_number_of_emotions_is_refused(generator, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def tflite_files(version_dir, tmp_path_factory):
-  out = tmp_path_factory.mktemp("tflite")
-  calibration = export.probe_images(120, 48, 1, seed=11)
-  return {q: tflite.convert_tflite(version_dir, str(out / f"{q}.tflite"), q, calibration)
-          for q in tflite.QUANTIZE_MODES}
+def tflite_files(tiny_tflite):
+  """Every quantize mode of the shared SavedModel (conftest.py converts each once)."""
+  return {q: tiny_tflite(q) for q in tflite.QUANTIZE_MODES}
 
 
 # Bounds in [-1, 1] units on 16 smooth random images, about 2x what this tiny random
@@ -412,9 +420,9 @@ def run_dir(generator, tmp_path_factory):
   return path
 
 
-def test_main_export_saved_model(run_dir, generator, tmp_path):
-  result = _run([sys.executable, "main.py", "export", f"--run_dir={run_dir}",
-                 f"--export_dir={tmp_path}"])
+def test_main_export_saved_model(run_dir, generator, tmp_path, main_py):
+  # main_py: `python main.py ...` forked from a process that imported TensorFlow once.
+  result = main_py("export", f"--run_dir={run_dir}", f"--export_dir={tmp_path}")
   assert result.returncode == 0, result.stderr[-3000:]
   version_dir = tmp_path / "faceexpr" / "1"
   assert (version_dir / "saved_model.pb").is_file()
@@ -423,9 +431,8 @@ def test_main_export_saved_model(run_dir, generator, tmp_path):
   assert int(meta["step"]) == 40
 
 
-def test_main_export_missing_run_dir_is_one_error_line(tmp_path):
-  result = _run([sys.executable, "main.py", "export", f"--run_dir={tmp_path}/nope",
-                 f"--export_dir={tmp_path}"])
+def test_main_export_missing_run_dir_is_one_error_line(tmp_path, main_py):
+  result = main_py("export", f"--run_dir={tmp_path}/nope", f"--export_dir={tmp_path}")
   assert result.returncode == 2
   assert "Traceback" not in result.stderr
   lines = [l for l in result.stderr.splitlines() if l.startswith("error:")]

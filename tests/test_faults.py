@@ -3,8 +3,10 @@ run dir, missing permissions. Each ends in one clear line and loses no saved wor
 
 import contextlib
 import os
+import random
 import subprocess
 import sys
+import threading
 
 import numpy as np
 import pytest
@@ -23,23 +25,64 @@ TINY = models.ModelConfig(g_conv_dim=8, g_repeat_num=1, d_conv_dim=8)
 EMOTIONS = ("Angry", "Happy", "Sad", "Surprise")
 
 
-def test_short_fault_injection_run_resumes_and_loses_nothing(tmp_path):
-  counts = faults.run(kills=2, terms=0, ints=1, export_kills=0, seed=1,
+@pytest.fixture(scope="module")
+def classifier_fault_run(tmp_path_factory):
+  """The train_classifier faults of tools/faults.py (a SIGKILL right after an epoch's
+  backup and a SIGTERM, then a rerun to the end), started in a thread with counts of
+  their own: they run alongside the train faults, as `python tools/faults.py` runs them
+  (most of each launch is a fresh interpreter importing TensorFlow, so the two overlap
+  well). Yields (thread, counts, errors); the thread is joined at the end."""
+  counts, errors_seen = faults.Counts(), []
+  work = str(tmp_path_factory.mktemp("classifier_faults"))
+
+  def faults_then_done():
+    try:
+      faults.classifier_faults(work, 1, 1, random.Random(2), counts)
+    except Exception as e:  # pylint: disable=broad-except
+      errors_seen.append(repr(e))
+
+  thread = threading.Thread(target=faults_then_done, daemon=True)
+  thread.start()
+  yield thread, counts, errors_seen
+  thread.join()
+
+
+def test_short_fault_injection_run_resumes_and_loses_nothing(classifier_fault_run, tmp_path):
+  """One SIGKILL, at a moment drawn at random for each run (right after a checkpoint file
+  appears, while one is being written, or right after a sample grid appears), and one
+  Ctrl-C, in an order the seed shuffles; each restart's resume is checked, then a last run
+  trains to the end and must equal an uninterrupted reference run.
+
+  One to two minutes on 2 cores (two with other work on them), because each of the three
+  launches in a row (killed, stopped, finished) is a fresh `main.py train`: a TensorFlow
+  import and a traced train step, 20-45 s each here. The reference run and the
+  train_classifier faults (classifier_fault_run) run beside them."""
+  del classifier_fault_run  # started: it runs alongside
+  seed = random.SystemRandom().randrange(10_000)
+  kill = random.Random(seed).choice(["after_checkpoint", "during_checkpoint_write",
+                                     "after_sample"])
+  where = f" (seed={seed}, kill_kinds=[{kill!r}])"
+  counts = faults.run(kills=1, terms=0, ints=1, export_kills=0, seed=seed,
                       work=str(tmp_path), second=False, startup_s=10.0, log=lambda _: None,
-                      classifier_kills=0, classifier_stops=0)
-  assert not counts.failures, faults.report(counts)
-  assert counts.sigkills == 2 and counts.sigints == 1
-  assert counts.restarts_resumed == counts.restarts == 3
-  assert counts.corrupt_checkpoints == 0 and counts.checkpoints_checked > 0
-  assert counts.final_weights_match
+                      classifier_kills=0, classifier_stops=0, kill_kinds=[kill])
+  assert not counts.failures, faults.report(counts) + where
+  assert counts.sigkills == 1 and counts.sigints == 1, faults.report(counts) + where
+  assert counts.restarts_resumed == counts.restarts == 2, faults.report(counts) + where
+  assert counts.corrupt_checkpoints == 0 and counts.checkpoints_checked > 0, where
+  assert counts.final_weights_match, faults.report(counts) + where
 
 
-def test_short_classifier_fault_run_resumes_and_leaves_no_half_written_file(tmp_path):
+def test_short_classifier_fault_run_resumes_and_leaves_no_half_written_file(
+    classifier_fault_run):
   """train_classifier: a SIGKILL right after an epoch's backup and a SIGTERM, each rerun
-  resumes at the backed-up epoch, every model file left loads, the last rerun finishes."""
-  import random  # pylint: disable=g-import-not-at-top
-  counts = faults.Counts()
-  faults.classifier_faults(str(tmp_path), 1, 1, random.Random(2), counts)
+  resumes at the backed-up epoch, every model file left loads, the last rerun finishes.
+
+  Three fresh `main.py train_classifier` launches in a row (killed, stopped, finished):
+  tens of seconds, mostly spent beside the train faults of the test above."""
+  thread, counts, errors_seen = classifier_fault_run
+  thread.join(timeout=1200)
+  assert not thread.is_alive(), "the train_classifier faults did not end in 20 minutes"
+  assert not errors_seen, errors_seen
   assert not counts.failures, faults.report(counts, classifier_only=True)
   assert counts.classifier_sigkills == 1 and counts.classifier_stops == 1
   assert counts.classifier_restarts_resumed == counts.classifier_restarts == 2
@@ -156,7 +199,8 @@ def test_disk_full_at_a_checkpoint_is_one_line_and_keeps_the_previous(tmp_path):
       np.testing.assert_array_equal(a, b.numpy())
 
 
-def test_read_only_run_dir_is_one_line_before_training_and_keeps_the_checkpoint(tmp_path):
+def test_read_only_run_dir_is_one_line_before_training_and_keeps_the_checkpoint(tmp_path,
+                                                                                main_py):
   with _tmpfs(tmp_path / "mnt", "8m") as mnt:
     run_dir = mnt / "run"
     args = faults.train_args(str(run_dir), 4)
@@ -166,8 +210,8 @@ def test_read_only_run_dir_is_one_line_before_training_and_keeps_the_checkpoint(
     with open(path, "rb") as f:
       before = f.read()
     _remount(mnt, "ro")
-    proc = subprocess.run(args, capture_output=True, text=True, timeout=300, cwd=ROOT,
-                          env={**os.environ, "PYTHONPATH": ROOT})
+    # `python main.py train ...` (args[2:]), forked from a process that imported TF once.
+    proc = main_py(*args[2:], cwd=ROOT)
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.strip().splitlines()[-1] == (
         f"error: {run_dir}: cannot write to this --run_dir (Read-only file system)")

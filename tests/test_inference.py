@@ -32,10 +32,13 @@ def faces_uint8(n, size=48, channels=1, seed=0):
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-  path = tmp_path_factory.mktemp("run")
-  generator = make_run_dir(path)
-  return str(path), generator
+def run_dir(tiny_saved_model, tmp_path_factory):
+  """A run dir holding the shared tiny G (conftest.py), whose .tflite is shared too."""
+  path = str(tmp_path_factory.mktemp("run"))
+  generator = tiny_saved_model[0]
+  runs.prepare_run_dir(path, runs.RunConfig(TINY, emotions.DEFAULT_EMOTIONS))
+  runs.save_checkpoint(path, STEP, {"generator": generator.weights})
+  return path, generator
 
 
 def test_range_helpers_round_trip():
@@ -205,17 +208,17 @@ def test_tflite_quantization_helpers():
 # --- Exported forms (faceexpr_tf/serving/export.py) -----------------------------------------------
 
 @pytest.fixture(scope="module")
-def exported(run_dir, tmp_path_factory):
+def exported(run_dir, tmp_path_factory, tiny_tflite):
+  """The run dir's G exported without step= (its own SavedModel), and its float32 .tflite
+  (conftest.py's, converted once from the same G's shared SavedModel)."""
   try:
     from faceexpr_tf.serving import export  # pylint: disable=g-import-not-at-top
-    from faceexpr_tf.serving import tflite as tflite_lib  # pylint: disable=g-import-not-at-top
   except ImportError as e:
     pytest.skip(f"faceexpr_tf/serving/export.py not available yet ({e})")
   _, generator = run_dir
   base = tmp_path_factory.mktemp("exports")
   version_dir = export.export_saved_model(generator, emotions.DEFAULT_EMOTIONS, str(base))
-  tflite = tflite_lib.convert_tflite(version_dir, str(base / "faceexpr.tflite"))
-  return str(base), version_dir, tflite
+  return str(base), version_dir, tiny_tflite("none")
 
 
 def _assert_close(got, want, levels):

@@ -6,6 +6,11 @@ tests (sys.executable, standing in for `.venv/bin/python`) in one fresh temporar
 directory holding copies of main.py, flags/ and examples/, so every relative path in a
 command (runs/demo, exports/..., data/fer2013.csv, face.png) lands in that directory and
 a command can use what an earlier one wrote (export reads the run that train made).
+`python main.py ...` commands run through conftest.py's main_py: each in a process of its
+own (its exit status and output as a fresh one gives them), forked from one that imported
+TensorFlow and the modes once, which saves ~10 s a command; the interpreter's start-up
+itself is what tests/test_quiet.py runs fresh. FACEEXPR_TESTS_FRESH_MAIN=1 runs each in a
+fresh interpreter instead. Other scripts (tools/, examples/) run as subprocesses.
 
 Shortened: training commands get overrides appended (absl: a flag after a flagfile
 wins): 2 steps of tiny networks. The FER2013 flagfiles train on a small FER2013-format
@@ -23,6 +28,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import time
 
 import cv2
 import numpy as np
@@ -215,22 +221,77 @@ def _prepare(workdir):
     cv2.imwrite(os.path.join(workdir, name), image)
 
 
-class Runner:
-  """Runs the README's commands in order, each once, in one scratch directory."""
+def _env():
+  return {**os.environ, "PYTHONPATH": REPO, "TF_CPP_MIN_LOG_LEVEL": "2",
+          "CUDA_VISIBLE_DEVICES": ""}
 
-  def __init__(self, workdir):
+
+class Runner:
+  """Runs the README's commands in order, each once, in one scratch directory.
+
+  One exception to the order: a script (not main.py) whose every path argument is one of
+  the prepared inputs (so it cannot need an earlier command's output) starts at the first
+  run() as a subprocess beside the main.py commands before it; its result is collected
+  in its turn. It spends most of its time in a fresh interpreter's imports and its own
+  training, which would otherwise leave a core idle while main.py commands run.
+  """
+
+  def __init__(self, workdir, main_py):
     self.workdir = workdir
+    self.main_py = main_py  # conftest.py: `python main.py ...` without a TF import each
     self.results = {}  # index -> None (ran fine) or a failure message
+    self.early = None  # index -> (Popen, stdout path, stderr path, start time)
+
+  def _reads_only_prepared_inputs(self, argv):
+    for arg in argv[2:]:
+      if not arg.startswith("--") or "=" not in arg:
+        return False
+      for value in arg.split("=", 1)[1].split(","):
+        looks_like_a_path = "/" in value or re.search(r"\.[A-Za-z]\w*$", value)
+        if looks_like_a_path and not os.path.exists(os.path.join(self.workdir, value)):
+          return False
+    return True
+
+  def _start_early(self):
+    self.early = {}
+    for i, (_, tokens, _, _) in enumerate(COMMANDS):
+      argvs = plan(tokens)
+      if (argvs and len(argvs) == 1 and argvs[0][1] != "main.py"
+          and not_run_reason(tokens) is None and self._reads_only_prepared_inputs(argvs[0])):
+        out, err = (os.path.join(self.workdir, f".early-{i}.{n}") for n in ("out", "err"))
+        with open(out, "w") as stdout, open(err, "w") as stderr:
+          proc = subprocess.Popen(argvs[0], cwd=self.workdir, env=_env(), stdout=stdout,
+                                  stderr=stderr, text=True)
+        self.early[i] = (proc, out, err, time.monotonic())
+
+  def _early_result(self, index, argv):
+    proc, out, err, started = self.early.pop(index)
+    try:
+      proc.wait(timeout=max(1.0, TIMEOUT_S - (time.monotonic() - started)))
+    except subprocess.TimeoutExpired:
+      proc.kill()
+      proc.wait()
+      raise
+    with open(out) as stdout, open(err) as stderr:
+      return subprocess.CompletedProcess(argv, proc.returncode, stdout.read(), stderr.read())
+
+  def close(self):
+    for proc, _, _, _ in (self.early or {}).values():
+      proc.kill()
+      proc.wait()
 
   def _run_one(self, index):
     text, tokens, _, _ = COMMANDS[index]
-    env = {**os.environ, "PYTHONPATH": REPO, "TF_CPP_MIN_LOG_LEVEL": "2",
-           "CUDA_VISIBLE_DEVICES": ""}
     for argv in plan(tokens):
       shown = shlex.join([tokens[0], *argv[1:]])
       try:
-        result = subprocess.run(argv, cwd=self.workdir, env=env, capture_output=True,
-                                text=True, timeout=TIMEOUT_S)
+        if index in self.early:
+          result = self._early_result(index, argv)
+        elif argv[1] == "main.py":
+          result = self.main_py(*argv[2:], cwd=self.workdir, timeout=TIMEOUT_S)
+        else:
+          result = subprocess.run(argv, cwd=self.workdir, env=_env(), capture_output=True,
+                                  text=True, timeout=TIMEOUT_S)
       except subprocess.TimeoutExpired:
         return f"README command timed out after {TIMEOUT_S} s:\n  {text}\nran as:\n  {shown}"
       if result.returncode != 0 or "Traceback" in result.stderr:
@@ -241,6 +302,8 @@ class Runner:
 
   def run(self, index):
     """Runs every runnable command up to `index` not yet run; returns index's failure."""
+    if self.early is None:
+      self._start_early()
     for i in range(index + 1):
       if i not in self.results and plan(COMMANDS[i][1]) is not None:
         self.results[i] = self._run_one(i)
@@ -252,10 +315,12 @@ class Runner:
 
 
 @pytest.fixture(scope="module")
-def runner(tmp_path_factory):
+def runner(tmp_path_factory, main_py):
   workdir = str(tmp_path_factory.mktemp("readme"))
   _prepare(workdir)
-  return Runner(workdir)
+  readme_runner = Runner(workdir, main_py)
+  yield readme_runner
+  readme_runner.close()
 
 
 # ---------------------------------------------------------------------------------------

@@ -52,29 +52,16 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-  """`python main.py serve` on a free loopback port; its base URL."""
+  """`python main.py serve` on a free loopback port, started but not waited for (the
+  browser starts meanwhile; `page` waits); yields (base URL, process, log path)."""
   port = _free_port()
   log = tmp_path_factory.mktemp("serve") / "serve.log"
   with open(log, "w") as out:
     process = subprocess.Popen([sys.executable, os.path.join(REPO, "main.py"), "serve",
                                 f"--port={port}"], cwd=REPO, stdout=out,
                                stderr=subprocess.STDOUT)
-  url = f"http://127.0.0.1:{port}"
   try:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while True:
-      if process.poll() is not None:
-        pytest.fail(f"main.py serve exited with {process.returncode}:\n{log.read_text()}")
-      try:
-        with urllib.request.urlopen(url + "/healthz", timeout=2) as response:
-          if response.status == 200:
-            break
-      except OSError:
-        pass
-      if time.monotonic() > deadline:
-        pytest.fail(f"main.py serve not up within {START_TIMEOUT_S} s:\n{log.read_text()}")
-      time.sleep(0.5)
-    yield url
+    yield f"http://127.0.0.1:{port}", process, log
   finally:
     process.terminate()
     try:
@@ -82,6 +69,22 @@ def server(tmp_path_factory):
     except subprocess.TimeoutExpired:
       process.kill()
       process.wait(timeout=10)
+
+
+def _wait_until_up(url, process, log) -> str:
+  deadline = time.monotonic() + START_TIMEOUT_S
+  while True:
+    if process.poll() is not None:
+      pytest.fail(f"main.py serve exited with {process.returncode}:\n{log.read_text()}")
+    try:
+      with urllib.request.urlopen(url + "/healthz", timeout=2) as response:
+        if response.status == 200:
+          return url
+    except OSError:
+      pass
+    if time.monotonic() > deadline:
+      pytest.fail(f"main.py serve not up within {START_TIMEOUT_S} s:\n{log.read_text()}")
+    time.sleep(0.5)
 
 
 @pytest.fixture(scope="module")
@@ -103,12 +106,17 @@ def astronaut(tmp_path_factory):
   return photo, str(path)
 
 
-def _open(browser, url):
-  page = browser.new_page(viewport={"width": 1280, "height": 1400})
-  page.set_default_timeout(WAIT_MS)
-  page.goto(url + "/", timeout=WAIT_MS)
-  page.wait_for_selector("#photo input[type=file]", state="attached")
-  return page
+@pytest.fixture(scope="module")
+def page(server, browser):
+  """The page, loaded once and shared by the tests in order (a load of the Gradio page
+  takes seconds): each upload replaces the photo before it, as a user's next one does."""
+  url = _wait_until_up(*server)
+  opened = browser.new_page(viewport={"width": 1280, "height": 1400})
+  opened.set_default_timeout(WAIT_MS)
+  opened.goto(url + "/", timeout=WAIT_MS)
+  opened.wait_for_selector("#photo input[type=file]", state="attached")
+  yield opened
+  opened.close()
 
 
 def _image(page, src: str) -> np.ndarray:
@@ -133,9 +141,8 @@ def _message(page, words: str) -> str:
   return page.locator("#message").inner_text()
 
 
-def test_upload_a_photo_and_see_four_expressions(server, browser, astronaut, tmp_path):
+def test_upload_a_photo_and_see_four_expressions(page, astronaut, tmp_path):
   photo, path = astronaut
-  page = _open(browser, server)
   page.locator("#photo input[type=file]").set_input_files(path)
   message = _message(page, "Face at")
   assert "Happy" in message  # what the classifier reads in her smile
@@ -164,11 +171,11 @@ def test_upload_a_photo_and_see_four_expressions(server, browser, astronaut, tmp
   assert cv2.imread(str(screenshot)) is not None
   if os.environ.get("FACEEXPR_UPDATE_SCREENSHOT"):
     _save_for_docs(str(screenshot))
-  page.close()
 
 
-def test_bad_files_get_a_message_and_the_server_stays_up(server, browser, tmp_path):
-  page = _open(browser, server)
+def test_bad_files_get_a_message_and_the_server_stays_up(page, tmp_path):
+  """On the page as the test before left it (or fresh, run alone): each bad file is the
+  next upload, replacing what the input held, without a reload."""
   # A file that claims to be a PNG but is text: the server's message on the page.
   fake = tmp_path / "holiday.png"
   fake.write_text("this is not a picture")
@@ -177,13 +184,9 @@ def test_bad_files_get_a_message_and_the_server_stays_up(server, browser, tmp_pa
   # A photo without a face.
   blank = tmp_path / "wall.png"
   cv2.imwrite(str(blank), np.full((240, 320, 3), 200, np.uint8))
-  page.reload()
-  page.wait_for_selector("#photo input[type=file]", state="attached")
   page.locator("#photo input[type=file]").set_input_files(str(blank))
   assert "No face found" in _message(page, "No face found")
   # A file that is plainly not an image is refused by the page itself.
-  page.reload()
-  page.wait_for_selector("#photo input[type=file]", state="attached")
   notes = tmp_path / "notes.txt"
   notes.write_text("hello")
   page.locator("#photo input[type=file]").set_input_files(str(notes))
@@ -191,4 +194,3 @@ def test_bad_files_get_a_message_and_the_server_stays_up(server, browser, tmp_pa
   # Then a sample face still works: the server is up.
   page.locator("img[src*='astronaut_gray']").first.click()
   assert "Face at" in _message(page, "Face at")
-  page.close()

@@ -19,37 +19,29 @@ from concurrent import futures
 
 import cv2
 import grpc
-import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
-from faceexpr_tf.data import emotions as emotions_lib
-from faceexpr_tf.modeling import models
 from faceexpr_tf.serving import export
 from faceexpr_tf.serving import serving_client
 from faceexpr_tf.serving import signatures
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINY = models.ModelConfig(g_conv_dim=8, g_repeat_num=1, d_conv_dim=8)
+STEP = 1  # the step conftest.py's tiny_saved_model is exported with
 
 
 @pytest.fixture(scope="module")
-def generator():
-  keras.utils.set_random_seed(2)
-  g = models.Generator(TINY)
-  g.build()
-  return g
+def generator(tiny_saved_model):
+  """A tiny random G, shared with other modules with its SavedModel (conftest.py)."""
+  return tiny_saved_model[0]
 
 
 @pytest.fixture(scope="module")
-def loaded(generator, tmp_path_factory):
-  base = str(tmp_path_factory.mktemp("exports"))
-  version_dir = export.export_saved_model(generator, emotions_lib.DEFAULT_EMOTIONS, base,
-                                          step=5)
-  return tf.saved_model.load(version_dir)
+def loaded(tiny_loaded):
+  return tiny_loaded
 
 
 @pytest.fixture(scope="module")
@@ -265,7 +257,7 @@ def test_grpc_round_trip_every_signature(loaded, generator, faces):
                              atol=1e-5)
   out = call("metadata", {})
   assert list(out["class_names"]) == [b"Angry", b"Happy", b"Sad", b"Surprise"]
-  assert int(out["step"]) == 5 and int(out["model_version"]) == 1
+  assert int(out["step"]) == STEP and int(out["model_version"]) == 1
 
 
 def test_predict_grpc_against_a_grpc_server(loaded, faces):

@@ -10,22 +10,24 @@ import time
 import numpy as np
 import pytest
 
+import conftest
 from faceexpr_tf.modeling import models
 from faceexpr_tf.store import runs
 from faceexpr_tf.training import callbacks
 from faceexpr_tf.training import trainer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINY = models.ModelConfig(g_conv_dim=8, g_repeat_num=1, d_conv_dim=8)
+TINY = models.ModelConfig(g_conv_dim=8, g_repeat_num=1, d_conv_dim=8)  # = tiny_train_config's
+
+# Every trainer.train() here traces the train step anew (~10 s on two busy cores, for a
+# run of any length), so the plain 10-step run, _config(run_dir) itself, is trained once
+# per session (conftest.py's tiny_run): tests that only read a run read that one; tests that
+# resume or change a run train a copy of it (conftest.copy_run) instead of a run of their own.
 
 
 def _config(run_dir, **overrides):
-  base = dict(run_dir=str(run_dir), model=TINY, emotions=("Angry", "Happy", "Sad", "Surprise"),
-              synthetic_identities=8, batch_size=8, max_steps=10, checkpoint_every=4,
-              sample_every=5, log_every=5, precision="float32", jit_compile="false",
-              verbose="0", report=False)
-  base.update(overrides)
-  return trainer.TrainConfig(**base)
+  """conftest.tiny_train_config: the TINY model, 4 steps per epoch, 10 steps."""
+  return conftest.tiny_train_config(run_dir, **overrides)
 
 
 def _weights(run_dir):
@@ -35,52 +37,61 @@ def _weights(run_dir):
   return arrays
 
 
-def test_train_writes_checkpoints_samples_and_logs(tmp_path):
-  summary = trainer.train(_config(tmp_path))
+def test_train_writes_checkpoints_samples_and_logs(tiny_run, tmp_path):
+  run_dir, summary = tiny_run                     # trainer.train(_config(run_dir))
   assert summary["step"] == 10 and summary["stopped_by"] == "done"
-  assert [s for s, _ in runs.list_checkpoints(str(tmp_path))] == [4, 8, 10]
-  assert sorted(os.listdir(tmp_path / "samples")) == ["step-000000005.png",
-                                                      "step-000000010.png"]
-  assert os.listdir(tmp_path / "logs" / "train")
+  assert [s for s, _ in runs.list_checkpoints(str(run_dir))] == [4, 8, 10]
+  assert sorted(os.listdir(run_dir / "samples")) == ["step-000000005.png",
+                                                     "step-000000010.png"]
+  assert os.listdir(run_dir / "logs" / "train")
   # Nothing more to do when rerun at the end.
-  assert trainer.train(_config(tmp_path))["stopped_by"] == "done"
+  again = conftest.copy_run(run_dir, tmp_path / "run")
+  assert trainer.train(_config(again))["stopped_by"] == "done"
 
 
 @pytest.mark.parametrize("extra", [{}, {"diffaug": "color,translation,cutout"}],
                          ids=["plain", "diffaug"])
-def test_resume_matches_an_uninterrupted_run_exactly(tmp_path, extra):
+def test_resume_matches_an_uninterrupted_run_exactly(tmp_path, extra, request):
   # 8 synthetic identities x 4 = 32 images = 4 steps per epoch: 10 steps cross 2 epoch
   # boundaries, and the interrupted run stops mid-epoch (step 6). With DiffAugment the
-  # augmentation's random state is part of the checkpoint.
-  trainer.train(_config(tmp_path / "straight", **extra))
+  # augmentation's random state is part of the checkpoint. Three trainer.train() calls
+  # with DiffAugment (~10 s of tracing each); the plain straight run is tiny_run.
+  if extra:
+    straight = tmp_path / "straight"
+    trainer.train(_config(straight, **extra))
+  else:
+    straight = request.getfixturevalue("tiny_run")[0]   # trainer.train(_config(straight))
   trainer.train(_config(tmp_path / "split", max_steps=6, checkpoint_every=0, **extra))
   assert [s for s, _ in runs.list_checkpoints(str(tmp_path / "split"))] == [6]
   summary = trainer.train(_config(tmp_path / "split", **extra))
   assert summary["step"] == 10
-  straight, split = _weights(tmp_path / "straight"), _weights(tmp_path / "split")
+  straight, split = _weights(straight), _weights(tmp_path / "split")
   for group in straight:
     assert len(straight[group]) == len(split[group])
     for a, b in zip(straight[group], split[group]):
       np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6, err_msg=group)
 
 
-def test_diverged_run_keeps_last_good_checkpoint(tmp_path):
-  trainer.train(_config(tmp_path, max_steps=4))
-  good = _weights(tmp_path)
-  with pytest.raises(callbacks.TrainingDiverged, match="non-finite loss at step 5"):
-    trainer.train(_config(tmp_path, lambda_rec=float("nan")))
-  assert [s for s, _ in runs.list_checkpoints(str(tmp_path))] == [4]
-  for a, b in zip(good["generator"], _weights(tmp_path)["generator"]):
+def test_diverged_run_keeps_last_good_checkpoint(tiny_run, tmp_path):
+  run_dir = conftest.copy_run(tiny_run[0], tmp_path / "run")   # trained to step 10
+  good = _weights(run_dir)
+  with pytest.raises(callbacks.TrainingDiverged, match="non-finite loss at step 11"):
+    trainer.train(_config(run_dir, max_steps=14, lambda_rec=float("nan")))
+  assert [s for s, _ in runs.list_checkpoints(str(run_dir))] == [4, 8, 10]
+  for a, b in zip(good["generator"], _weights(run_dir)["generator"]):
     np.testing.assert_array_equal(a, b)
 
 
-def test_refuses_run_dir_with_other_model_flags(tmp_path):
-  trainer.train(_config(tmp_path, max_steps=2))
+def test_refuses_run_dir_with_other_model_flags(tiny_run, tmp_path):
+  run_dir = conftest.copy_run(tiny_run[0], tmp_path / "run")
   with pytest.raises(runs.RunDirError, match="different model flags"):
-    trainer.train(_config(tmp_path, model=dataclasses.replace(TINY, g_conv_dim=16)))
+    trainer.train(_config(run_dir, model=dataclasses.replace(TINY, g_conv_dim=16)))
 
 
 # --- the command line, in subprocesses ---------------------------------------------------
+# A run that a test signals (SIGKILL, SIGTERM) is a fresh `python main.py` (_cli); other
+# command lines run through conftest.py's main_py, forked from a process that imported
+# TensorFlow once (the same main.main(): flags, exit status, output), not ~10 s of import.
 
 def _cli(*args, **kwargs):
   env = dict(os.environ, PYTHONPATH=ROOT, PYTHONUNBUFFERED="1")
@@ -94,9 +105,10 @@ def _smoke_args(run_dir, *extra):
           f"--run_dir={run_dir}", *extra]
 
 
-def test_cli_smoke_run_writes_a_report(tmp_path):
-  proc = _cli(*_smoke_args(tmp_path / "run"))
-  out, _ = proc.communicate(timeout=300)
+def test_cli_smoke_run_writes_a_report(tmp_path, main_py):
+  """flags/smoke.flags end to end (~15 s): 12 steps with validation, then the report."""
+  proc = main_py(*_smoke_args(tmp_path / "run"), timeout=300)
+  out = proc.stdout + proc.stderr
   assert proc.returncode == 0, out
   assert "Traceback" not in out
   for name in ("config.json", "report/metrics.json", "report/samples.png", "report/report.md"):
@@ -114,7 +126,9 @@ def _wait_for_checkpoint(run_dir, proc, timeout=240):
   raise AssertionError("no checkpoint appeared")
 
 
-def test_killed_run_resumes_from_its_last_checkpoint(tmp_path):
+def test_killed_run_resumes_from_its_last_checkpoint(tmp_path, main_py):
+  """~25 s: the run SIGKILLed is a fresh `python main.py` (~10 s of import), and the rerun
+  that resumes it traces its train step again (forked: main_py)."""
   run_dir = tmp_path / "run"
   args = _smoke_args(run_dir, "--max_steps=100000", "--checkpoint_every=3", "--report=false")
   proc = _cli(*args)
@@ -123,14 +137,16 @@ def test_killed_run_resumes_from_its_last_checkpoint(tmp_path):
   proc.communicate()
   saved = runs.list_checkpoints(str(run_dir))[-1][0]
   assert saved % 3 == 0
-  proc = _cli(*_smoke_args(run_dir, f"--max_steps={saved + 2}", "--report=false"))
-  out, _ = proc.communicate(timeout=300)
+  proc = main_py(*_smoke_args(run_dir, f"--max_steps={saved + 2}", "--report=false"),
+                 timeout=300)
+  out = proc.stdout + proc.stderr
   assert proc.returncode == 0, out
   assert f"Resuming at step {saved} of {saved + 2}" in out
   assert runs.list_checkpoints(str(run_dir))[-1][0] == saved + 2
 
 
 def test_sigterm_saves_a_checkpoint_and_exits(tmp_path):
+  """The run signalled is a fresh `python main.py`: ~10 s of import before it trains."""
   run_dir = tmp_path / "run"
   proc = _cli(*_smoke_args(run_dir, "--max_steps=100000", "--checkpoint_every=1000000",
                            "--sample_every=2", "--report=false"))
@@ -150,14 +166,16 @@ def test_sigterm_saves_a_checkpoint_and_exits(tmp_path):
     (["--emotions=Happy,Bored"], "unknown emotion 'Bored'"),
     (["--precision=float64"], "precision"),
 ])
-def test_cli_bad_input_is_one_error_line(tmp_path, args, message):
-  proc = _cli(*_smoke_args(tmp_path / "run", *args))
-  out, _ = proc.communicate(timeout=120)
+def test_cli_bad_input_is_one_error_line(tmp_path, args, message, main_py):
+  proc = main_py(*_smoke_args(tmp_path / "run", *args), timeout=120)
+  out = proc.stdout + proc.stderr
   assert proc.returncode != 0
   assert message in out and "Traceback" not in out
 
 
-def test_moving_average_generator_is_what_inference_loads(tmp_path):
+def test_moving_average_generator_is_what_inference_loads(tmp_path, tiny_run):
+  """Two trainer.train() calls (~10 s of tracing each): a run with the average from the
+  start, and tiny_run (made without it) resumed with it switched on."""
   trainer.train(_config(tmp_path, max_steps=3, g_ema_decay=0.9))
   arrays = _weights(tmp_path)
   _, path = runs.list_checkpoints(str(tmp_path))[-1]
@@ -169,9 +187,9 @@ def test_moving_average_generator_is_what_inference_loads(tmp_path):
   assert any(not np.array_equal(e, r) for e, r in zip(with_ema["generator_ema"],
                                                       arrays["generator"]))
   # Switching the average on when resuming a run made without it starts it at G.
-  trainer.train(_config(tmp_path / "b", max_steps=2))
-  summary = trainer.train(_config(tmp_path / "b", max_steps=3, g_ema_decay=0.9))
-  assert summary["step"] == 3
+  without = conftest.copy_run(tiny_run[0], tmp_path / "b")      # no EMA, step 10
+  summary = trainer.train(_config(without, max_steps=11, g_ema_decay=0.9))
+  assert summary["step"] == 11
 
 
 def _tiny_judge(path):
@@ -212,26 +230,26 @@ def test_scoring_while_training_logs_scores_and_keeps_the_best(tmp_path, monkeyp
   assert keeper.best["step"] == chosen["step"]
 
 
-def test_best_checkpoint_without_scoring_is_a_clear_error(tmp_path):
-  trainer.train(_config(tmp_path, max_steps=4))
+def test_best_checkpoint_without_scoring_is_a_clear_error(tiny_run):
   with pytest.raises(runs.RunDirError, match="no best checkpoint"):
-    runs.resolve_checkpoint(str(tmp_path), "best")
+    runs.resolve_checkpoint(str(tiny_run[0]), "best")        # trained without scoring
 
 
-def test_resume_across_precisions_keeps_the_optimizer_state(tmp_path):
+def test_resume_across_precisions_keeps_the_optimizer_state(tmp_path, tiny_run):
+  """Two resumes of a copy of tiny_run (float32), each tracing its train step (~10 s)."""
   # Checkpoints hold plain Adam state in every precision (the loss scale has its own
   # groups), so a float32 run resumes under mixed_float16 (loss scaling on) and back.
   import keras  # pylint: disable=g-import-not-at-top
+  run_dir = conftest.copy_run(tiny_run[0], tmp_path / "run")    # float32, step 10
   try:
-    trainer.train(_config(tmp_path, max_steps=2, checkpoint_every=0))
-    summary = trainer.train(_config(tmp_path, max_steps=4, checkpoint_every=0,
+    summary = trainer.train(_config(run_dir, max_steps=12, checkpoint_every=0,
                                      precision="mixed_float16"))
-    assert summary["step"] == 4
-    _, path = runs.list_checkpoints(str(tmp_path))[-1]
+    assert summary["step"] == 12
+    _, path = runs.list_checkpoints(str(run_dir))[-1]
     _, arrays = runs.read_checkpoint(path, ["d_optimizer"], optional=["d_loss_scale"])
-    assert int(arrays["d_optimizer"][0]) == 4          # Adam's own step count went on
+    assert int(arrays["d_optimizer"][0]) == 12         # Adam's own step count went on
     assert "d_loss_scale" in arrays                    # the loss scale is saved too
-    assert trainer.train(_config(tmp_path, max_steps=5, checkpoint_every=0))["step"] == 5
+    assert trainer.train(_config(run_dir, max_steps=13, checkpoint_every=0))["step"] == 13
   finally:
     keras.mixed_precision.set_global_policy("float32")
 

@@ -1,8 +1,6 @@
 """`main.py translate` end to end on a tiny random generator, plus its pure helpers."""
 
 import os
-import subprocess
-import sys
 
 import cv2
 import numpy as np
@@ -45,16 +43,17 @@ def inputs(tmp_path_factory):
   return paths
 
 
-def run_main(*args):
-  proc = subprocess.run([sys.executable, "main.py", "translate", *args], cwd=REPO,
-                        capture_output=True, text=True, timeout=300)
+def run_main(main_py, *args):
+  """`python main.py translate *args` (conftest.py's main_py: forked from a process that
+  imported TensorFlow once, so no ~10 s import per command)."""
+  proc = main_py("translate", *args, cwd=REPO)
   assert "Traceback" not in proc.stderr, proc.stderr
   return proc
 
 
-def test_photos_with_and_without_faces(inputs, tmp_path):
+def test_photos_with_and_without_faces(inputs, tmp_path, main_py):
   out = tmp_path / "out"
-  proc = run_main(f"--model={inputs['run']}",
+  proc = run_main(main_py, f"--model={inputs['run']}",
                   f"--input={inputs['astronaut.png']},{inputs['coffee.jpg']}",
                   f"--input={inputs['broken.png']}", f"--out={out}")
   assert proc.returncode == 1, proc.stderr
@@ -75,9 +74,9 @@ def test_photos_with_and_without_faces(inputs, tmp_path):
   assert len(summary) == 1 and "faces/s (read " in summary[0] and " G " in summary[0], lines
 
 
-def test_no_detect_and_csv_with_chosen_emotions(inputs, tmp_path):
+def test_no_detect_and_csv_with_chosen_emotions(inputs, tmp_path, main_py):
   out = tmp_path / "out"
-  proc = run_main(f"--model={inputs['run']}",
+  proc = run_main(main_py, f"--model={inputs['run']}",
                   f"--input={inputs['coffee.jpg']},{inputs['faces.csv']}",
                   "--no_detect", "--emotions=happy,Sad", f"--out={out}")
   assert proc.returncode == 0, proc.stderr

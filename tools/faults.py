@@ -62,6 +62,9 @@ import numpy as np  # noqa: E402  pylint: disable=wrong-import-position
 from faceexpr_tf.store import runs  # noqa: E402  pylint: disable=wrong-import-position
 
 CHECKPOINT_EVERY = 4
+# Where a SIGKILL of train lands: right after a new checkpoint file appears, while one is
+# being written (its .tmp seen), right after a new sample grid appears, at a random offset.
+KILL_KINDS = ("after_checkpoint", "during_checkpoint_write", "after_sample", "random")
 GROUPS = ["generator", "discriminator", "g_optimizer", "d_optimizer"]
 _RESUME_RE = re.compile(r"(Resuming|Starting) at step (\d+) of (\d+)")
 _PROGRESS_RE = re.compile(r"step (\d+)/\d+ \(")
@@ -439,9 +442,15 @@ def classifier_faults(work, kills, stops, rng, counts: Counts):
 
 
 def run(kills=20, terms=2, ints=2, export_kills=3, seed=0, work=None, second=True,
-        startup_s=15.0, log=print, classifier_kills=2, classifier_stops=2) -> Counts:
+        startup_s=15.0, log=print, classifier_kills=2, classifier_stops=2,
+        kill_kinds=KILL_KINDS) -> Counts:
   """Runs the faults (see the module doc); startup_s: about how long `main.py train` takes
-  to reach its first step here (random kills fall within it or up to 2 s after)."""
+  to reach its first step here (random kills fall within it or up to 2 s after).
+  kill_kinds: the moments the `kills` SIGKILLs land at, taken in turn (default: all of
+  KILL_KINDS); a shorter run can pass fewer, e.g. one drawn at random."""
+  unknown = set(kill_kinds) - set(KILL_KINDS)
+  if unknown or not kill_kinds:
+    raise ValueError(f"kill_kinds: choose from {', '.join(KILL_KINDS)}, got {kill_kinds}")
   work = work or tempfile.mkdtemp(prefix="faults-")
   os.makedirs(work, exist_ok=True)
   rng = random.Random(seed)
@@ -457,8 +466,7 @@ def run(kills=20, terms=2, ints=2, export_kills=3, seed=0, work=None, second=Tru
       work, classifier_kills, classifier_stops, random.Random(seed + 1), counts))
   if classifier_kills or classifier_stops:
     classifier.start()
-  kinds = (["after_checkpoint", "during_checkpoint_write", "after_sample", "random"]
-           * kills)[:kills] + ["sigterm"] * terms + ["sigint"] * ints
+  kinds = (list(kill_kinds) * kills)[:kills] + ["sigterm"] * terms + ["sigint"] * ints
   rng.shuffle(kinds)
   expectation = None
   for i, kind in enumerate(kinds):
