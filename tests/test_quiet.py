@@ -84,7 +84,7 @@ def test_a_cli_run_starts_quietly_and_still_shows_its_errors(tmp_path):
     if noise == "cuInit" and not quiet.no_gpu_driver():
       continue  # with a driver a failing cuInit is a real error and must show
     assert noise not in proc.stderr, proc.stderr
-  assert "Training finished at step 2/2" in proc.stderr   # the command's own log lines
+  assert "Training finished at step 2 (of at most 2)" in proc.stderr   # the command's own log lines
   assert bad.returncode == 2
   assert bad_stderr.strip().splitlines()[-1] == "error: --batch_size=-1: must be at least 1"
 

@@ -67,7 +67,7 @@ CHECKPOINT_EVERY = 4
 KILL_KINDS = ("after_checkpoint", "during_checkpoint_write", "after_sample", "random")
 GROUPS = ["generator", "discriminator", "g_optimizer", "d_optimizer"]
 _RESUME_RE = re.compile(r"(Resuming|Starting) at step (\d+) of (\d+)")
-_PROGRESS_RE = re.compile(r"step (\d+)/\d+ \(")
+_PROGRESS_RE = re.compile(r"step (\d+)(?:/\d+)? \(")   # step-bounded and time-bounded lines
 _STOPPED_RE = re.compile(r"Stopped by (SIGTERM|Ctrl-C) at step (\d+)")
 
 

@@ -19,7 +19,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PACKAGE = "faceexpr_tf"
 
 # Floor -> folders on it, bottom first. "ground" is the package's own top-level modules
-# (errors, optional, quiet, cli): everybody may use them, they import nothing of ours.
+# (errors, optional, quiet, cli, version): everybody may use them, they import nothing of
+# ours. "api" is the package's __init__ (faceexpr_tf.load, the Python API): on top of all,
+# so nothing of ours imports the package itself.
 FLOORS = (
     ("ground",),
     ("modeling",),
@@ -28,6 +30,7 @@ FLOORS = (
     ("evaluation",),
     ("training", "photos"),
     ("web", "benchmark"),
+    ("api",),
 )
 FLOOR_OF = {folder: floor for floor, folders in enumerate(FLOORS) for folder in folders}
 
@@ -48,7 +51,9 @@ def package_modules(root: str = REPO) -> dict[str, str]:
 
 
 def folder_of(module: str) -> str:
-  """faceexpr_tf.data.fer2013 -> data; faceexpr_tf.errors (and the package) -> ground."""
+  """faceexpr_tf.data.fer2013 -> data; faceexpr_tf.errors -> ground; faceexpr_tf -> api."""
+  if module == PACKAGE:
+    return "api"
   parts = module.split(".")
   return parts[1] if len(parts) > 2 or (len(parts) == 2 and parts[1] in FLOOR_OF) \
       else "ground"
@@ -159,8 +164,8 @@ def draw(path: str, root: str = REPO):
   for name, file in modules.items():
     lines = sum(1 for _ in open(file, encoding="utf-8"))
     leaf = name.split(".")[-1] if name.count(".") >= 1 else "__init__"
-    if name == PACKAGE or (name.count(".") == 1 and folder_of(name) != "ground"):
-      continue  # the package's and the folders' __init__ (docstrings only)
+    if name.count(".") == 1 and folder_of(name) != "ground":
+      continue  # the folders' __init__ (docstrings only)
     by_folder[folder_of(name)].append((leaf, lines))
   try:
     font = ImageFont.truetype("DejaVuSans.ttf", 15)
@@ -201,7 +206,8 @@ def draw(path: str, root: str = REPO):
       x, y = boxes[folder][:2]
       d.rectangle(boxes[folder], outline="#336", width=2, fill="#eef2fa")
       total = sum(n for _, n in by_folder[folder])
-      title = "ground (faceexpr_tf/*.py)" if folder == "ground" else f"{folder}/"
+      title = {"ground": "ground (faceexpr_tf/*.py)",
+               "api": "api (faceexpr_tf/__init__.py)"}.get(folder, f"{folder}/")
       d.text((x + pad, y + pad), f"{title}  {total} lines", fill="#113", font=bold)
       for j, (leaf, n) in enumerate(sorted(by_folder[folder])):
         d.text((x + pad, y + pad + 26 + j * line_h), f"{leaf}.py  {n}", fill="#333",

@@ -1,38 +1,40 @@
 """`python main.py translate`: change the expression of faces in your own photos.
 
-    python main.py translate --model=runs/fer --input=me.jpg,friends/ --out=translated
+    python main.py translate --input=me.jpg,friends/ --out=translated   # the shipped G
+    python main.py translate --model=runs/fer --input=me.jpg --out=out --grids
 
-For each photo: find the faces (largest first), crop each square with a margin, make it a
-48x48 gray face like FER2013's, translate it to every emotion asked for, and write
+For each photo: find every face (MTCNN with eye landmarks when installed, else OpenCV's
+Haar cascade), align it as FER2013 frames faces, run G on its 48x48 gray face, and carry
+G's edit back into the photo's luminance at full resolution (photos/editor.py). Written:
 
-  <out>/<stem>_face<i>_grid.png        input | one column per emotion, names on top
-  <out>/<stem>_face<i>_<Emotion>.png   each translated face, enlarged
-  <out>/<stem>_faces.png               the photo with the numbered face boxes
+  <out>/<stem>_<Emotion><ext>   the whole photo, edited, per emotion: the input's size and
+                                format, provenance in its metadata (photos/photo_files.py)
+  <out>/<stem>_strip<ext>       before | each emotion, around the largest face
+  <out>/<stem>_face<i>.gif      face i going from intensity 0 to 1 and back, per emotion
 
---model takes a run dir, an exported SavedModel (or TF Serving base dir) or a .tflite.
---input takes image files (comma-separated or repeated), folders of images, and FER2013
-style csv files (emotion,pixels[,Usage]; each row is already a face, rows are named
-<stem>_row<i>). A file that cannot be read or shows no face is reported and skipped; the
-exit status is then 1.
+--grids also writes the 48 px view for those who train models (photos/grids.py:
+<stem>_face<i>_grid.png, <stem>_face<i>_<Emotion>.png, <stem>_faces.png); fer2013-style
+csv inputs (emotion,pixels[,Usage]; each row is already a face, named <stem>_row<i>)
+always get that view. --model takes a run dir, an exported SavedModel (or TF Serving base
+dir), a .keras or a .tflite. A file that cannot be read or shows no face to edit is
+reported in one line and skipped; the exit status is then 1.
 """
 
-import dataclasses
-import glob
 import os
 import time
 
-import cv2
-import numpy as np
 from absl import flags
 from absl import logging
 
 from faceexpr_tf import errors
-from faceexpr_tf.data import emotions as emotions_lib
-from faceexpr_tf.data import visualize
+from faceexpr_tf.photos import detectors
+from faceexpr_tf.photos import editor as editor_lib
 from faceexpr_tf.photos import faces
-from faceexpr_tf.photos import intensity as intensity_lib
+from faceexpr_tf.photos import grids
+from faceexpr_tf.photos import inputs
+from faceexpr_tf.photos import photo_files
+from faceexpr_tf.photos import photo_outputs
 from faceexpr_tf.serving import inference
-from faceexpr_tf.data.visualize import draw_boxes, enlarge, write_png
 
 # This mode's flags, apart from every other mode's: main.py parses them only when
 # the mode runs, so their defaults never depend on what else was imported.
@@ -47,7 +49,7 @@ _CHECKPOINT = flags.DEFINE_string(
 _INPUT = flags.DEFINE_multi_string(
     "input", None, "Image files, folders of images or fer2013-style csv files; "
     "comma-separated and/or repeated.", flag_values=FLAGS)
-_OUT = flags.DEFINE_string("out", None, "Folder for the output PNGs (created if needed).",
+_OUT = flags.DEFINE_string("out", None, "Folder for the outputs (created if needed).",
                            flag_values=FLAGS)
 _EMOTIONS = flags.DEFINE_string(
     "emotions", None, "Emotions to translate to, e.g. Happy,Sad (default: all the model "
@@ -59,18 +61,19 @@ _NO_DETECT = flags.DEFINE_boolean(
     "no_detect", False, "Use each whole image as the face (it is padded to a square) "
     "instead of detecting faces.", flag_values=FLAGS)
 _MARGIN = flags.DEFINE_float(
-    "margin", 0.2, "Space around a detected face, as a fraction of its size per side "
-    "(FER2013 crops show a little hair and chin).", lower_bound=0.0, upper_bound=2.0,
+    "margin", 0.2, "Space around a face found without eye landmarks (Haar, --noalign, "
+    "--grids), as a fraction of its size per side (FER2013 crops show a little hair and "
+    "chin).", lower_bound=0.0, upper_bound=2.0,
     flag_values=FLAGS)
 _MAX_FACES = flags.DEFINE_integer("max_faces", 10, "Most faces translated per photo "
                                   "(largest first).", lower_bound=1, flag_values=FLAGS)
 _MAX_ROWS = flags.DEFINE_integer("max_rows", 100, "Most rows translated per csv file "
                                  "(0: all).", lower_bound=0, flag_values=FLAGS)
-_SCALE = flags.DEFINE_integer("scale", 4, "Grid cells are the model's faces enlarged this "
-                              "many times (nearest neighbour: every pixel stays visible).",
+_SCALE = flags.DEFINE_integer("scale", 4, "--grids: cells are the model's faces enlarged "
+                              "this many times (nearest neighbour: every pixel stays visible).",
                               lower_bound=1, upper_bound=16, flag_values=FLAGS)
-_FACE_SIZE = flags.DEFINE_integer("face_size", 192, "Side of each per-emotion PNG "
-                                  "(bicubic enlargement).", lower_bound=8, flag_values=FLAGS)
+_FACE_SIZE = flags.DEFINE_integer("face_size", 192, "--grids: side of each per-emotion "
+                                  "face PNG (bicubic enlargement).", lower_bound=8, flag_values=FLAGS)
 _INTENSITY = flags.DEFINE_float(
     "intensity", 1.0, "How far to change the expression: 0 is the input (G fed the "
     "face's own expression as read by the shipped classifier), 1 the full target "
@@ -87,294 +90,70 @@ _FACE_BATCH = flags.DEFINE_integer(
 
 _CSV_SUFFIXES = (".csv", ".csv.gz")
 
-
-class NoFaceError(errors.UserError):
-  """A photo in which the detector found no face."""
-
-
-@dataclasses.dataclass
-class Options:
-  """What to do with each face; fixed for one run."""
-  out_dir: str
-  class_ids: list[int]
-  names: list[str]
-  detect: bool = True
-  margin: float = 0.2
-  max_faces: int = 10
-  max_rows: int = 100
-  scale: int = 4
-  face_size: int = 192
-  intensity: float = 1.0
-  batch_size: int = 64
-
-
-# ---------------------------------------------------------------------------------------
-# Inputs.
+_GRIDS = flags.DEFINE_boolean(
+    "grids", False, "Also write the 48 px view: each face as G sees it, translated, in a "
+    "grid (<stem>_face<i>_grid.png, <stem>_face<i>_<Emotion>.png, <stem>_faces.png). "
+    "csv inputs always get it.", flag_values=FLAGS)
+_DETECTOR = flags.DEFINE_enum(
+    "detector", "auto", list(detectors.NAMES), "Face detector: mtcnn (eye landmarks: "
+    "faces are aligned), haar (OpenCV, boxes only), auto (mtcnn when installed).",
+    flag_values=FLAGS)
+_ALIGN = flags.DEFINE_boolean(
+    "align", True, "Align each face by its eyes to FER2013's frame (level eyes, FER2013's "
+    "scale); --noalign cuts an upright square around the box instead.", flag_values=FLAGS)
+_MIN_FACE_PX = flags.DEFINE_float(
+    "min_face_px", editor_lib.MIN_FACE_PX, "Faces whose 48 px frame spans fewer photo "
+    "pixels than this are left as they are (named in the log): an edit there is too "
+    "small to show.", lower_bound=0.0, flag_values=FLAGS)
+_STRIP = flags.DEFINE_boolean("strip", True, "Write <stem>_strip<ext>: before | each "
+                              "emotion, around the largest face.", flag_values=FLAGS)
+_ANIMATION = flags.DEFINE_boolean(
+    "animation", True, "Write <stem>_face<i>.gif: each face from intensity 0 to 1 and back, "
+    "toward each emotion in turn.", flag_values=FLAGS)
 
 
-def split_inputs(values) -> list[str]:
-  """Repeated and comma-separated --input values -> paths (globs expanded).
-
-  A value that exists as a path is kept whole, so file names with commas still work.
-  """
-  paths = []
-  for value in values or ():
-    parts = [value] if os.path.exists(value) else [p.strip() for p in value.split(",")]
-    for part in filter(None, parts):
-      matches = sorted(glob.glob(part)) if glob.has_magic(part) else []
-      paths.extend(matches or [part])
-  return paths
-
-
-def is_csv(path: str) -> bool:
-  return path.lower().endswith(_CSV_SUFFIXES)
-
-
-def expand_inputs(paths) -> list[str]:
-  """Folders -> their image files (sorted, not recursive); other paths stay as given.
-
-  An empty folder stays as itself, so processing it reports the problem.
-  """
-  out = []
-  for path in paths:
-    if os.path.isdir(path):
-      images = sorted(os.path.join(path, name) for name in os.listdir(path)
-                      if name.lower().endswith(faces.IMAGE_EXTENSIONS)
-                      and os.path.isfile(os.path.join(path, name)))
-      out.extend(images or [path])
-    else:
-      out.append(path)
-  return out
-
-
-def unique_stem(path: str, used: set) -> str:
-  """File stem for outputs; a second 'a.jpg' (other folder, or a.png) gets 'a_2'."""
-  name = os.path.basename(os.path.normpath(path))
-  for suffix in _CSV_SUFFIXES:
-    if name.lower().endswith(suffix):
-      name = name[:-len(suffix)]
-      break
-  else:
-    name = os.path.splitext(name)[0]
-  stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in name) or "image"
-  candidate, n = stem, 1
-  while candidate in used:
-    n += 1
-    candidate = f"{stem}_{n}"
-  used.add(candidate)
-  return candidate
-
-
-def face_crops(image: np.ndarray, detect: bool, margin: float, max_faces: int):
-  """[(box, square crop)] for a photo, largest face first; the whole image without detect.
-
-  Raises NoFaceError when detection finds nothing.
-  """
-  height, width = image.shape[:2]
-  if not detect:
-    box = (0, 0, width, height)
-    return [(box, faces.crop_square(image, box, margin=0.0))]
-  boxes = faces.detect_faces(faces.to_gray(image))
-  if not boxes:
-    raise NoFaceError("no face found (try a larger, frontal, well-lit face, or "
-                      "--no_detect if the image is already a face crop)")
-  return [(box, faces.crop_square(image, box, margin)) for box in boxes[:max_faces]]
-
-
-# ---------------------------------------------------------------------------------------
-# Per input: gather faces (read and detect one file at a time), then translate them in
-# batches that cross file boundaries.
-
-
-@dataclasses.dataclass
-class Face:
-  """One face waiting for G, and where its outputs go."""
-  stem: str
-  index: int
-  image: np.ndarray            # uint8 [S, S, C]: the model's input
-  input_label: str = "input"
-  message: str | None = None   # logged once its files are written
-
-
-@dataclasses.dataclass
-class Stats:
-  """Counts and seconds of one run, for the progress and summary lines."""
-  files: int = 0
-  files_done: int = 0
-  faces: int = 0
-  read_s: float = 0.0
-  detect_s: float = 0.0
-  translate_s: float = 0.0
-  write_s: float = 0.0
-  start: float = dataclasses.field(default_factory=time.perf_counter)
-
-  def seconds(self) -> float:
-    return time.perf_counter() - self.start
-
-  def line(self) -> str:
-    seconds = self.seconds()
-    return (f"{self.files_done}/{self.files} files, {self.faces} faces, {seconds:.1f} s, "
-            f"{self.faces / max(seconds, 1e-9):.2f} faces/s (read {self.read_s:.1f} s, "
-            f"detect {self.detect_s:.1f} s, G {self.translate_s:.1f} s, write "
-            f"{self.write_s:.1f} s)")
-
-
-def write_face(opts: Options, stem: str, index: int, face: np.ndarray,
-               translated: np.ndarray, input_label: str = "input") -> str:
-  """Writes one face's grid and per-emotion PNGs; returns the grid's path."""
-  prefix = os.path.join(opts.out_dir, f"{stem}_face{index}")
-  grid_path = prefix + "_grid.png"
-  cells = np.concatenate([face[None], translated])[None]
-  write_png(grid_path, visualize.make_grid(cells, [input_label, *opts.names], opts.scale))
-  for name, out in zip(opts.names, translated):
-    write_png(f"{prefix}_{name}.png", enlarge(out, opts.face_size))
-  return grid_path
-
-
-def image_faces(path: str, stem: str, translator, opts: Options, stats: Stats
-                ) -> list[Face]:
-  """Reads one photo, finds its faces and writes its overview; the photo is then dropped,
-  so only the 48x48 faces wait for G."""
-  t0 = time.perf_counter()
-  # Colour even for a gray model: the overview shows the photo as taken, and
-  # to_model_input makes the gray faces.
-  photo = faces.read_image(path, color=True)
-  t1 = time.perf_counter()
-  stats.read_s += t1 - t0
-  found = face_crops(photo, opts.detect, opts.margin, opts.max_faces)
-  inputs = [faces.to_model_input(crop, translator.image_size, translator.channels)
-            for _, crop in found]
-  t2 = time.perf_counter()
-  stats.detect_s += t2 - t1
-  if opts.detect:
-    write_png(os.path.join(opts.out_dir, f"{stem}_faces.png"),
-              draw_boxes(photo, [box for box, _ in found]))
-    stats.write_s += time.perf_counter() - t2
-  grid = os.path.join(opts.out_dir, f"{stem}_face{{}}_grid.png")
-  return [Face(stem, i, image, message=f"{path}: face {i} at x={x} y={y} {w}x{h} -> "
-                                       f"{grid.format(i)}")
-          for i, (((x, y, w, h), _), image) in enumerate(zip(found, inputs))]
-
-
-def csv_faces(path: str, stem: str, translator, opts: Options, stats: Stats):
-  """Reads a fer2013-style csv (errors are raised here) and returns an iterator over its
-  rows as faces (made one at a time, as the batches take them)."""
-  from faceexpr_tf.data import fer2013  # pylint: disable=g-import-not-at-top  (pandas: only here)
-  t0 = time.perf_counter()
-  rows = fer2013.load_fer2013_csv(path, emotions_lib.FER2013_EMOTIONS, usage=None,
-                                  skip_bad_rows=True, image_size=translator.image_size)
-  stats.read_s += time.perf_counter() - t0
-  count = len(rows) if opts.max_rows == 0 else min(len(rows), opts.max_rows)
-  if count < len(rows):
-    logging.info("%s: translating the first %d of %d rows (--max_rows)", path, count,
-                 len(rows))
-  done = (f"{path}: {count} rows -> "
-          f"{os.path.join(opts.out_dir, f'{stem}_row*_face0_*.png')}")
-
-  def each():
-    for i in range(count):
-      image = faces.to_model_input(rows.images[i], translator.image_size,
-                                   translator.channels)
-      yield Face(f"{stem}_row{i}", 0, image, f"in: {rows.emotions[rows.labels[i]]}",
-                 done if i == count - 1 else None)
-  return each()
-
-
-def _per_file_errors():
-  """Exceptions that fail one input, not the run (model errors still end the run)."""
-  kinds = [faces.ImageReadError, NoFaceError]
-  try:
-    from faceexpr_tf.data import faceset  # pylint: disable=g-import-not-at-top
-    kinds.append(faceset.DataError)
-  except ImportError:
-    pass
-  return tuple(kinds)
-
-
-def gather(path: str, stem: str, translator, opts: Options, stats: Stats):
-  """One input's faces (an iterable); raises the per-file errors before yielding any."""
-  if os.path.isdir(path):
-    raise faces.ImageReadError(f"{path}: no image files in this folder "
-                               f"({', '.join(faces.IMAGE_EXTENSIONS[:4])}, ...)")
-  if is_csv(path):
-    if not os.path.isfile(path):
-      raise faces.ImageReadError(f"{path}: no such file")
-    return csv_faces(path, stem, translator, opts, stats)
-  return image_faces(path, stem, translator, opts, stats)
-
-
-class Batcher:
-  """Collects faces from any number of files and translates them batch_size at a time.
-
-  At most batch_size faces wait (48x48 each), however many files they came from.
-  """
-
-  def __init__(self, translator, opts: Options, stats: Stats, progress_every: float = 10.0):
-    self.translator, self.opts, self.stats = translator, opts, stats
-    self.pending: list[Face] = []
-    self.progress_every = progress_every
-    self._last_progress = time.perf_counter()
-
-  def add(self, face: Face):
-    self.pending.append(face)
-    if len(self.pending) >= self.opts.batch_size:
-      self.flush()
-
-  def flush(self):
-    if not self.pending:
-      return
-    batch, self.pending = self.pending, []
-    t0 = time.perf_counter()
-    translated = intensity_lib.translate_all(self.translator,
-                                             np.stack([f.image for f in batch]),
-                                             self.opts.intensity, self.opts.class_ids)
-    t1 = time.perf_counter()
-    self.stats.translate_s += t1 - t0
-    for face, out in zip(batch, translated):
-      write_face(self.opts, face.stem, face.index, face.image, out, face.input_label)
-      if face.message:
-        logging.info("%s", face.message)
-    self.stats.write_s += time.perf_counter() - t1
-    self.stats.faces += len(batch)
-    if time.perf_counter() - self._last_progress >= self.progress_every:
-      self._last_progress = time.perf_counter()
-      logging.info("translate: %s", self.stats.line())
-
-
-def translate_inputs(paths, translator, opts: Options) -> tuple[int, list[str]]:
-  """Processes every input, reporting failures per file: (faces written, failures).
-
-  Faces of consecutive files share G's batches (opts.batch_size faces each); every
-  output is what translating each file on its own writes.
-  """
-  os.makedirs(opts.out_dir, exist_ok=True)
-  per_file = _per_file_errors()
-  stats = Stats(files=len(paths))
-  batcher = Batcher(translator, opts, stats)
-  used, failures = set(), []
-  for path in paths:
+def edit_photos(paths, editor: editor_lib.PhotoEditor, out_dir: str, emotions,
+                intensity: float, strip: bool = True, animations: bool = True
+                ) -> tuple[int, list[str]]:
+  """The photo path for image files: (faces edited, failures), one line per failure."""
+  os.makedirs(out_dir, exist_ok=True)
+  used, failures, edited, t0 = set(), [], 0, time.perf_counter()
+  for n, path in enumerate(paths, 1):
+    stem = inputs.unique_stem(path, used)
     try:
-      found = gather(path, unique_stem(path, used), translator, opts, stats)
-    except per_file as e:
+      if os.path.isdir(path):
+        raise faces.ImageReadError(f"{path}: no image files in this folder "
+                                   f"({', '.join(faces.IMAGE_EXTENSIONS[:4])}, ...)")
+      photo = photo_files.read_photo(path)
+      if photo.note:
+        logging.info("%s", photo.note)
+      edits = editor.edit_all(photo.pixels, emotions, intensity)
+      if not edits.edited:
+        raise editor_lib.NoFaceError(f"{path}: {editor_lib.no_edit_reason(edits.faces)}")
+      written = photo_outputs.write_all(editor, photo, edits, out_dir, stem,
+                                        editor.translator.source, strip, animations)
+    except (faces.ImageReadError, editor_lib.NoFaceError) as e:
       message = str(e) if path in str(e) else f"{path}: {e}"
       logging.warning("%s", message)
       failures.append(message)
-    else:
-      for face in found:
-        batcher.add(face)
-    stats.files_done += 1
-  batcher.flush()
-  logging.info("translate: %s", stats.line())
-  return stats.faces, failures
+      continue
+    edited += len(edits.edited)
+    for face in edits.faces:
+      logging.info("%s: %s%s", path, face.describe(),
+                   f": skipped, {face.skipped}" if face.skipped else "")
+    logging.info("%s -> %s (%d files; %d/%d photos, %.1f s)", path,
+                 os.path.join(out_dir, f"{stem}_*"), len(written), n, len(paths),
+                 time.perf_counter() - t0)
+  return edited, failures
 
 
 def run() -> int | None:
-  paths = expand_inputs(split_inputs(_INPUT.value))
+  paths = inputs.expand_inputs(inputs.split_inputs(_INPUT.value))
   if not paths:
     raise errors.UserError("--input is required: image files, folders or fer2013 csv "
                            "files (comma-separated or repeated)")
   if not _OUT.value:
-    raise errors.UserError("--out is required: the folder for the output PNGs")
+    raise errors.UserError("--out is required: the folder for the outputs")
   if os.path.exists(_OUT.value) and not os.path.isdir(_OUT.value):
     raise errors.UserError(f"--out={_OUT.value} exists and is not a folder")
 
@@ -384,16 +163,32 @@ def run() -> int | None:
   logging.info("Loaded %r", translator)
   class_ids = (translator.class_ids(_EMOTIONS.value) if _EMOTIONS.value
                else list(range(translator.num_classes)))
-  opts = Options(out_dir=_OUT.value, class_ids=class_ids,
-                 names=[translator.emotions[i] for i in class_ids],
-                 detect=not _NO_DETECT.value, margin=_MARGIN.value,
-                 max_faces=_MAX_FACES.value, max_rows=_MAX_ROWS.value, scale=_SCALE.value,
-                 face_size=_FACE_SIZE.value, intensity=_INTENSITY.value,
-                 batch_size=_FACE_BATCH.value)
+  names = [translator.emotions[i] for i in class_ids]
+  csvs = [p for p in paths if inputs.is_csv(p)]
+  photos = [p for p in paths if not inputs.is_csv(p)]
 
-  written, failures = translate_inputs(paths, translator, opts)
+  written, failures = 0, []
+  if photos:
+    detect = not _NO_DETECT.value
+    editor = editor_lib.PhotoEditor(
+        translator, detectors.load_detector(_DETECTOR.value) if detect else None,
+        align_faces=_ALIGN.value, detect=detect, max_faces=_MAX_FACES.value,
+        min_face_px=_MIN_FACE_PX.value, margin=_MARGIN.value)
+    written, failures = edit_photos(photos, editor, _OUT.value, names, _INTENSITY.value,
+                                    _STRIP.value, _ANIMATION.value)
+  if csvs or (photos and _GRIDS.value):
+    opts = grids.Options(out_dir=_OUT.value, class_ids=class_ids, names=names,
+                         detect=not _NO_DETECT.value, margin=_MARGIN.value,
+                         max_faces=_MAX_FACES.value, max_rows=_MAX_ROWS.value,
+                         scale=_SCALE.value, face_size=_FACE_SIZE.value,
+                         intensity=_INTENSITY.value, batch_size=_FACE_BATCH.value)
+    rows, csv_failures = grids.translate_inputs(csvs, translator, opts)
+    written, failures = written + rows, failures + csv_failures
+    if photos and _GRIDS.value:  # the same photos again: their failures are known
+      grids.translate_inputs([p for p in photos if not any(f.startswith(p) for f in failures)],
+                             translator, opts)
   summary = (f"translated {written} face(s) from {len(paths) - len(failures)} of "
-             f"{len(paths)} input(s) to {', '.join(opts.names)} in {opts.out_dir}")
+             f"{len(paths)} input(s) to {', '.join(names)} in {_OUT.value}")
   if failures:
     logging.warning("%s; %d input(s) failed (see above)", summary, len(failures))
     return 1

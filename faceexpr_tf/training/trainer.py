@@ -298,8 +298,9 @@ def train(cfg: TrainConfig) -> dict:
              "seconds": round(time.time() - t0, 1),
              "images_per_second": round((step - start) * cfg.batch_size /
                                         max(time.time() - t0, 1e-9), 1)}
-  logging.info("Training %s at step %d/%d: %s", "finished" if stopped_by == "done" else
-               "stopped", step, total, summary)
+  how = {"done": "finished", "time_limit": "stopped by the time limit"}.get(stopped_by,
+                                                                          "stopped")
+  logging.info("Training %s at step %d (of at most %d): %s", how, step, total, summary)
   return summary
 
 
