@@ -1,4 +1,8 @@
-"""`main.py translate` end to end on a tiny random generator, plus its pure helpers."""
+"""`main.py translate` end to end on a tiny random generator, plus its pure helpers.
+
+The photo path itself (alignment, the paste, files, provenance) is tests/test_photos.py's;
+here: which files a run writes, per-file failures, --grids and csv inputs (the 48 px view).
+"""
 
 import os
 
@@ -10,6 +14,8 @@ from skimage import data as skdata
 from faceexpr_tf import errors
 from faceexpr_tf.data import emotions
 from faceexpr_tf.modeling import models
+from faceexpr_tf.photos import grids
+from faceexpr_tf.photos import inputs as inputs_lib
 from faceexpr_tf.photos import translate
 from faceexpr_tf.store import runs
 
@@ -52,14 +58,26 @@ def run_main(main_py, *args):
 
 
 def test_photos_with_and_without_faces(inputs, tmp_path, main_py):
+  """One run with --grids: the edited photos (the default) and the 48 px view beside them."""
   out = tmp_path / "out"
   proc = run_main(main_py, f"--model={inputs['run']}",
                   f"--input={inputs['astronaut.png']},{inputs['coffee.jpg']}",
-                  f"--input={inputs['broken.png']}", f"--out={out}")
+                  f"--input={inputs['broken.png']}", f"--out={out}", "--grids")
   assert proc.returncode == 1, proc.stderr
   written = sorted(os.listdir(out))
-  assert written == sorted(["astronaut_face0_grid.png", "astronaut_faces.png"] +
-                           [f"astronaut_face0_{name}.png" for name in NAMES])
+  photos = [f"astronaut_{name}.png" for name in NAMES] + ["astronaut_strip.png",
+                                                           "astronaut_face0.gif"]
+  grid_view = (["astronaut_face0_grid.png", "astronaut_faces.png"] +
+               [f"astronaut_face0_{name}.png" for name in NAMES])
+  assert written == sorted(photos + grid_view)
+  for name in NAMES:  # the whole photo back, its size, edited around the face only
+    edited = cv2.imread(str(out / f"astronaut_{name}.png"))
+    assert edited.shape == (512, 512, 3)
+    before = cv2.imread(inputs["astronaut.png"])
+    changed = np.argwhere(np.any(edited != before, axis=-1))
+    assert len(changed) > 1000
+    assert changed.min(axis=0).tolist() >= [40, 150] and changed.max(axis=0).tolist() <= [
+        200, 300], changed.min(axis=0)     # the face is at x 182..265, y 64..171
   grid = cv2.imread(str(out / "astronaut_face0_grid.png"))
   assert grid.shape[1] > 4 * grid.shape[0] and grid.shape[0] >= 4 * 48
   assert cv2.imread(str(out / "astronaut_face0_Happy.png")).shape == (192, 192, 3)
@@ -68,9 +86,12 @@ def test_photos_with_and_without_faces(inputs, tmp_path, main_py):
   broken = [line for line in lines if inputs["broken.png"] in line]
   assert len(coffee) == 1 and "no face found" in coffee[0], proc.stderr
   assert len(broken) == 1 and "corrupt" in broken[0], proc.stderr
-  assert "1 of 3 input(s)" in proc.stderr and "2 input(s) failed" in proc.stderr
-  # The throughput summary: files, faces, seconds, faces/s, and where the time went.
-  summary = [line for line in lines if "translate: 3/3 files, 1 faces," in line]
+  assert "translated 1 face(s) from 1 of 3 input(s)" in proc.stderr
+  assert "2 input(s) failed" in proc.stderr
+  assert any("astronaut.png: face 0 at x=" in line and "aligned by the eyes" in line
+             for line in lines), lines
+  # The 48 px view's throughput summary: files, faces, seconds, faces/s, where time went.
+  summary = [line for line in lines if "translate: 1/1 files, 1 faces," in line]
   assert len(summary) == 1 and "faces/s (read " in summary[0] and " G " in summary[0], lines
 
 
@@ -78,13 +99,16 @@ def test_no_detect_and_csv_with_chosen_emotions(inputs, tmp_path, main_py):
   out = tmp_path / "out"
   proc = run_main(main_py, f"--model={inputs['run']}",
                   f"--input={inputs['coffee.jpg']},{inputs['faces.csv']}",
-                  "--no_detect", "--emotions=happy,Sad", f"--out={out}")
+                  "--no_detect", "--emotions=happy,Sad", "--noanimation", f"--out={out}")
   assert proc.returncode == 0, proc.stderr
-  want = [f"{stem}_face0_{suffix}.png" for stem in ("coffee", "faces_row0", "faces_row1")
-          for suffix in ("grid", "Happy", "Sad")]
+  # The whole JPEG is the face: edited photos stay JPEG; csv rows get the 48 px view.
+  want = ["coffee_Happy.jpg", "coffee_Sad.jpg", "coffee_strip.jpg"] + [
+      f"{stem}_face0_{suffix}.png" for stem in ("faces_row0", "faces_row1")
+      for suffix in ("grid", "Happy", "Sad")]
   assert sorted(os.listdir(out)) == sorted(want)
+  assert cv2.imread(str(out / "coffee_Sad.jpg")).shape == (400, 600, 3)
   # Three columns (input, Happy, Sad) of 4x-enlarged 48 px faces.
-  grid = cv2.imread(str(out / "coffee_face0_grid.png"))
+  grid = cv2.imread(str(out / "faces_row0_face0_grid.png"))
   assert 3 * 192 <= grid.shape[1] < 3 * 192 + 40
 
 
@@ -115,27 +139,27 @@ def test_split_and_expand_inputs(tmp_path):
   (tmp_path / "empty").mkdir()
   folder, empty = str(tmp_path), str(tmp_path / "empty")
   odd = str(tmp_path / "odd,name.png")
-  assert translate.split_inputs(["x.png, y.csv", odd, "z.png"]) == [
+  assert inputs_lib.split_inputs(["x.png, y.csv", odd, "z.png"]) == [
       "x.png", "y.csv", odd, "z.png"]
-  assert translate.split_inputs([os.path.join(folder, "*.png")]) == [
+  assert inputs_lib.split_inputs([os.path.join(folder, "*.png")]) == [
       os.path.join(folder, "b.png"), odd]
-  assert translate.expand_inputs([folder, empty, "x.png"]) == [
+  assert inputs_lib.expand_inputs([folder, empty, "x.png"]) == [
       os.path.join(folder, n) for n in ("a.jpg", "b.png", "odd,name.png")] + [empty, "x.png"]
 
 
 def test_unique_stem():
   used = set()
-  assert [translate.unique_stem(p, used) for p in
+  assert [inputs_lib.unique_stem(p, used) for p in
           ("a/me.jpg", "b/me.png", "fer.csv.gz", "my photo (1).JPG", "me")] == [
               "me", "me_2", "fer", "my_photo__1_", "me_3"]
 
 
 def test_face_crops_without_detection_pads_to_a_square():
   image = np.zeros((30, 50), np.uint8)
-  (box, crop), = translate.face_crops(image, detect=False, margin=0.2, max_faces=5)
+  (box, crop), = grids.face_crops(image, detect=False, margin=0.2, max_faces=5)
   assert box == (0, 0, 50, 30) and crop.shape == (50, 50)
-  with pytest.raises(translate.NoFaceError):
-    translate.face_crops(image, detect=True, margin=0.2, max_faces=5)
+  with pytest.raises(grids.NoFaceError):
+    grids.face_crops(image, detect=True, margin=0.2, max_faces=5)
 
 
 def _read_outputs(folder):
@@ -163,15 +187,15 @@ def test_batches_across_files_write_what_one_file_at_a_time_writes(inputs, tmp_p
   translator = inference.load_translator(inputs["run"])
 
   def opts(out, batch_size):
-    return translate.Options(out_dir=str(out), class_ids=[0, 1, 3],
+    return grids.Options(out_dir=str(out), class_ids=[0, 1, 3],
                              names=["Angry", "Happy", "Surprise"], intensity=intensity,
                              batch_size=batch_size)
 
-  written, failures = translate.translate_inputs(paths, translator,
+  written, failures = grids.translate_inputs(paths, translator,
                                                  opts(tmp_path / "batched", 3))
   one_by_one, failed_alone = 0, []
   for path in paths:
-    n, failed = translate.translate_inputs([path], translator, opts(tmp_path / "alone", 64))
+    n, failed = grids.translate_inputs([path], translator, opts(tmp_path / "alone", 64))
     one_by_one, failed_alone = one_by_one + n, failed_alone + failed
   # 1 + 2 + 1 photo faces and 2 csv rows; the broken file and the faceless one reported.
   assert written == one_by_one == 6

@@ -69,6 +69,9 @@ def decode_photo(data: bytes, name: str = "photo") -> Photo:
     images.check_size(name, data[:1 << 16])  # before a decoder allocates it all
   except images.ImageTooLargeError as e:
     raise faces_lib.ImageReadError(str(e)) from None
+  if data.startswith(b"\xff\xd8") and b"\xff\xd9" not in data[-4096:]:
+    raise faces_lib.ImageReadError(f"{name}: truncated JPEG (no end-of-image marker): the "
+                                   "rest of the picture is missing")
   try:
     image = PIL.Image.open(io.BytesIO(data))
     image.load()
@@ -76,8 +79,10 @@ def decode_photo(data: bytes, name: str = "photo") -> Photo:
     raise faces_lib.ImageReadError(f"{name}: too large to decode (limit "
                                    f"{images.MAX_PIXELS // 1_000_000} megapixels)") from None
   except Exception:  # pylint: disable=broad-except  (Pillow raises many kinds)
-    raise faces_lib.ImageReadError(f"{name}: not an image, or a corrupt or truncated one "
-                                   "(PNG, JPEG, WebP, TIFF, BMP, GIF)") from None
+    ext = os.path.splitext(name)[1].lower()
+    why = ("corrupt or truncated image" if ext in faces_lib.IMAGE_EXTENSIONS or not ext
+           else "unsupported format (not a PNG, JPEG, WebP, TIFF, BMP or GIF image)")
+    raise faces_lib.ImageReadError(f"{name}: {why}") from None
   if image.width * image.height > images.MAX_PIXELS:
     raise faces_lib.ImageReadError(f"{name}: {image.width}x{image.height} pixels is too "
                                    f"large (limit {images.MAX_PIXELS // 1_000_000} "
