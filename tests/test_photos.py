@@ -25,8 +25,8 @@ from faceexpr_tf.photos import photo_files
 from faceexpr_tf.photos import photo_outputs
 from faceexpr_tf.photos import translate
 
-CORPUS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "bad_inputs",
-                      "images")
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CORPUS = os.path.join(REPO, "tests", "data", "bad_inputs", "images")
 ASTRONAUT = skdata.astronaut()
 
 
@@ -174,7 +174,7 @@ def test_api_edits_an_array_and_names_what_is_wrong(editor):
   with pytest.raises(errors.UserError, match="unknown emotion 'Bored'"):
     editor.edit(ASTRONAUT, "Bored")
   with pytest.raises(errors.UserError, match=r"'Neutral' is not one this model knows \(Angry, "
-                                             "Happy, Sad, Surprise\)"):
+                                             r"Happy, Sad, Surprise\)"):
     editor.edit(ASTRONAUT, "neutral")
   with pytest.raises(editor_lib.PhotoError, match="uint8"):
     editor.edit(ASTRONAUT.astype(np.float32) / 255, "Happy")
@@ -287,3 +287,20 @@ def test_without_mtcnn_auto_falls_back_to_haar_with_one_line(monkeypatch, caplog
     detectors.load_detector("dlib")
   found = first.detect(ASTRONAUT)
   assert len(found) == 1 and not found[0].has_eyes
+
+
+def test_the_readme_python_block_runs_as_written(tmp_path, monkeypatch):
+  readme = open(os.path.join(REPO, "README.md"), encoding="utf-8").read()
+  blocks = [b.split("```", 1)[0] for b in readme.split("```python\n")[1:]]
+  block = [b for b in blocks if "faceexpr_tf.load()" in b]
+  assert len(block) == 1
+  monkeypatch.chdir(tmp_path)
+  PIL.Image.fromarray(ASTRONAUT).save("me.jpg", quality=95)
+  namespace = {"photo": ASTRONAUT}
+  exec(compile(block[0], "README.md", "exec"), namespace)  # pylint: disable=exec-used
+  assert namespace["happy"].shape == ASTRONAUT.shape
+  assert np.any(namespace["happy"] != ASTRONAUT)
+  assert [os.path.basename(p) for p in namespace["paths"]][:4] == [
+      f"me_{n}.jpg" for n in ("Angry", "Happy", "Sad", "Surprise")]
+  assert list(namespace["edits"].photos) == ["Angry", "Happy", "Sad", "Surprise"]
+  assert len(namespace["edits"].faces) == 1

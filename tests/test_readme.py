@@ -87,8 +87,8 @@ SHORTEN = {
 PICK = {"--quantize": "int8"}  # the one that calibrates on --representative_data
 # Commands that need an extra; the README must name it in the command's block or the
 # paragraph just before it.
-NEEDS_EXTRA = {"examples/run_tflite.py": "mobile", "--format=tflite": "mobile",
-               "--grpc": "serving"}
+NEEDS_EXTRA = {"examples/run_tflite.py": "mobile", "examples/edit_photo_tflite.py": "mobile",
+               "--format=tflite": "mobile", "--grpc": "serving"}
 TIMEOUT_S = 600
 
 
@@ -172,7 +172,7 @@ def plan(tokens):
   if tokens[0] != "python" or len(tokens) < 2:
     return None
   script, args = tokens[1], tokens[2:]
-  if script == "examples/run_tflite.py":
+  if script in ("examples/run_tflite.py", "examples/edit_photo_tflite.py"):
     extra = []
   elif script == "tools/augment_experiment.py":  # one seed, two steps per arm
     extra = [*SHORTEN["train_classifier"], "--seeds=0", "--epochs=1", "--steps_per_epoch=2"]

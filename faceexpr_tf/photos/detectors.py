@@ -17,6 +17,7 @@ largest face first. A detector is any object with `name` and `detect(image)`.
 
 import dataclasses
 import functools
+import importlib.util
 from typing import Protocol
 
 import cv2
@@ -110,11 +111,10 @@ class MtcnnDetector:
       if score < self.min_score:
         continue
       x, y, w, h = (float(v) / scale for v in face["box"])
-      points = face["keypoints"]
       # mtcnn's keypoints are whole pixels of the copy it saw; +0.5 centres them there.
-      eye = lambda name: tuple((float(v) + 0.5) / scale - 0.5 for v in points[name])
-      out.append(Detection((round(x), round(y), round(w), round(h)), score,
-                           eye("left_eye"), eye("right_eye")))
+      left, right = (tuple((float(v) + 0.5) / scale - 0.5 for v in face["keypoints"][name])
+                     for name in ("left_eye", "right_eye"))
+      out.append(Detection((round(x), round(y), round(w), round(h)), score, left, right))
     return _largest_first(out)
 
 
@@ -126,11 +126,7 @@ def _mtcnn_model():
 
 
 def mtcnn_available() -> bool:
-  try:
-    import mtcnn  # pylint: disable=g-import-not-at-top,unused-import
-  except ImportError:
-    return False
-  return True
+  return importlib.util.find_spec("mtcnn") is not None
 
 
 def load_detector(name: str = "auto", max_side: int = 1024) -> Detector:

@@ -57,7 +57,7 @@ def _fit(image: np.ndarray, height: int | None = None, side: int | None = None
                     interpolation=cv2.INTER_AREA)
 
 
-def _titled(image: np.ndarray, title: str) -> np.ndarray:
+def titled(image: np.ndarray, title: str) -> np.ndarray:
   canvas = np.full((image.shape[0] + _TITLE_H, image.shape[1], 3), 255, np.uint8)
   canvas[_TITLE_H:] = image
   scale = min(0.7, 0.9 * image.shape[1] / max(1, cv2.getTextSize(title, _FONT, 1, 1)[0][0]))
@@ -74,7 +74,7 @@ def strip(before: np.ndarray, edits: editor_lib.PhotoEdits) -> np.ndarray | None
   x0, y0, x1, y1 = face_region(edits.edited[0], before.shape)
   cells = [("before", before)] + list(edits.photos.items())
   gap = 6
-  tiles = [_titled(_fit(_rgb(p[y0:y1, x0:x1]), height=STRIP_HEIGHT), name)
+  tiles = [titled(_fit(_rgb(p[y0:y1, x0:x1]), height=STRIP_HEIGHT), name)
            for name, p in cells]
   height = tiles[0].shape[0]
   canvas = np.full((height, sum(t.shape[1] for t in tiles) + gap * (len(tiles) - 1), 3),
@@ -98,7 +98,7 @@ def animation_frames(editor: editor_lib.PhotoEditor, photo: np.ndarray,
   up = list(ANIMATION_STEPS)
   for name in emotions:
     shots = editor.frames(region, name, up, faces=[moved])
-    shots = [_titled(_fit(_rgb(s), side=ANIMATION_SIDE), f"{name} {a:.1f}")
+    shots = [titled(_fit(_rgb(s), side=ANIMATION_SIDE), f"{name} {a:.1f}")
              for s, a in zip(shots, up)]
     sequence = shots + shots[-2:0:-1]                  # up, then back down (not the ends)
     frames.extend(sequence)
