@@ -24,6 +24,7 @@ from faceexpr_tf.photos import faces as faces_lib
 from faceexpr_tf.photos import photo_files
 from faceexpr_tf.photos import photo_outputs
 from faceexpr_tf.photos import translate
+from faceexpr_tf.serving import translators
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CORPUS = os.path.join(REPO, "tests", "data", "bad_inputs", "images")
@@ -304,3 +305,36 @@ def test_the_readme_python_block_runs_as_written(tmp_path, monkeypatch):
       f"me_{n}.jpg" for n in ("Angry", "Happy", "Sad", "Surprise")]
   assert list(namespace["edits"].photos) == ["Angry", "Happy", "Sad", "Surprise"]
   assert len(namespace["edits"].faces) == 1
+
+
+class _Brighter(translators.Translator):
+  """A generator whose edit is known: +0.2 in [-1, 1] (25.5 gray levels) for any emotion,
+  taking class ids only, as a SavedModel or a .tflite does."""
+
+  def __init__(self):
+    super().__init__(("Angry", "Happy", "Sad", "Surprise"), 48, 1, "brighter by 25.5")
+
+  def _forward(self, images, target_ids):
+    return np.clip(images + 0.2, -1.0, 1.0)
+
+
+def test_a_known_edit_lands_on_the_face_at_its_size_and_a_class_id_model_scales_frames():
+  editor = editor_lib.PhotoEditor(_Brighter(), detectors.load_detector("mtcnn"))
+  dark = (ASTRONAUT // 2).astype(np.uint8)      # room to brighten without clipping
+  face, = editor.find(dark)
+  out = editor.edit(dark, "Happy")
+  inverse = align.invert(face.to_face)
+  y_in, y_out = _ycrcb(dark)[..., 0], _ycrcb(out)[..., 0]
+  for fx, fy in [(24, 24), (16, 30), (32, 14)]:  # inside the frame's unfaded part
+    x, y = align.apply(inverse, [(fx, fy)])[0].round().astype(int)
+    assert abs(y_out[y, x] - y_in[y, x] - 25.5) <= 1.5, (fx, fy)
+  # Just outside the frame's corners nothing moved.
+  for fx, fy in [(-2, -2), (50, 50), (-2, 50)]:
+    x, y = align.apply(inverse, [(fx, fy)])[0].round().astype(int)
+    assert y_out[y, x] == y_in[y, x]
+  with pytest.raises(errors.UserError, match="class ids only"):
+    editor.edit(dark, "Happy", intensity=0.5)
+  frames = editor.frames(dark, "Sad", [0.0, 0.5, 1.0], faces=[face])
+  assert np.array_equal(frames[0], dark) and np.array_equal(frames[2], out)
+  x, y = align.apply(inverse, [(24, 24)])[0].round().astype(int)
+  assert abs(int(_ycrcb(frames[1])[y, x, 0]) - y_in[y, x] - 12.75) <= 1.5
