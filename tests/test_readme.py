@@ -204,6 +204,17 @@ def _fer2013_csv(path, rows_per_class=6, seed=0):
         lines.append(f"{emotion},{' '.join(map(str, pixels))},{usage}")
   with open(path, "w") as f:
     f.write("\n".join(lines) + "\n")
+  # Its FER+ votes in Microsoft's fer2013new.csv layout, beside it: 7 of 10 taggers agree
+  # with the csv's own label, 3 say neutral (FER+ columns, FER2013 label order).
+  column = [4, 5, 6, 1, 3, 2, 0]            # Angry -> anger, ..., Neutral -> neutral
+  votes = ["Usage,Image name,neutral,happiness,surprise,sadness,anger,disgust,fear,"
+           "contempt,unknown,NF"]
+  for i, line in enumerate(lines[1:]):
+    counts = [3] + [0] * 9
+    counts[column[int(line.split(",", 1)[0])]] += 7
+    votes.append(f"{line.rsplit(',', 1)[1]},fer{i:07d}.png,{','.join(map(str, counts))}")
+  with open(os.path.join(os.path.dirname(path), "fer2013new.csv"), "w") as f:
+    f.write("\n".join(votes) + "\n")
 
 
 def _prepare(workdir):

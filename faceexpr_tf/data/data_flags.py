@@ -10,6 +10,18 @@ from typing import NamedTuple
 from absl import flags
 
 from faceexpr_tf.data import emotions as emotions_lib
+from faceexpr_tf.data import ferplus
+
+
+class LabelFlags(NamedTuple):
+  labels: flags.FlagHolder
+  ferplus: flags.FlagHolder
+  ferplus_scheme: flags.FlagHolder
+
+  def loader_args(self) -> dict:
+    """The keyword arguments of loader.load_faces these flags ask for."""
+    return {"labels": self.labels.value, "ferplus": self.ferplus.value,
+            "ferplus_scheme": self.ferplus_scheme.value}
 
 
 class SourceFlags(NamedTuple):
@@ -25,6 +37,25 @@ def define_data(flag_values: flags.FlagValues) -> flags.FlagHolder:
   return flags.DEFINE_string(
       "data", "synthetic", "'synthetic' (built-in procedural faces), a fer2013.csv[.gz] or "
       "an image folder root/<emotion>/*.png.", flag_values=flag_values)
+
+
+def define_label_flags(flag_values: flags.FlagValues) -> LabelFlags:
+  """--labels, --ferplus, --ferplus_scheme: whose emotion labels a FER2013 csv's faces get."""
+  return LabelFlags(
+      labels=flags.DEFINE_enum(
+          "labels", "fer2013", list(ferplus.LABELS), "A FER2013 csv's labels: fer2013 (its "
+          "own emotion column) or ferplus (the FER+ crowd's vote, from --ferplus; rows the "
+          "crowd gives no emotion of --emotions are dropped and counted).",
+          flag_values=flag_values),
+      ferplus=flags.DEFINE_string(
+          "ferplus", None, "--labels=ferplus: the FER+ votes for the --data csv, in its row "
+          "order: Microsoft's fer2013new.csv (for the original fer2013.csv) or "
+          "ferplus.csv.gz (beside our FER2013 copy).", flag_values=flag_values),
+      ferplus_scheme=flags.DEFINE_enum(
+          "ferplus_scheme", "majority", list(ferplus.SCHEMES), "--labels=ferplus: majority "
+          "(an emotion with more than half the votes; the FER+ paper's majority vote) or "
+          "plurality (the most votes, no tie).", flag_values=flag_values),
+  )
 
 
 def define_source_flags(flag_values: flags.FlagValues) -> SourceFlags:

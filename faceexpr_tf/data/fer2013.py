@@ -18,6 +18,7 @@ from absl import logging
 
 from faceexpr_tf.data import emotions as emotions_lib
 from faceexpr_tf.data import faceset
+from faceexpr_tf.data import ferplus as ferplus_lib
 
 FER_PIXELS = faceset.FER_SIZE * faceset.FER_SIZE
 # FER2013 Usage values for each split (the Kaggle names).
@@ -42,12 +43,14 @@ class _CsvRows:
   problems: dict[int, str]  # line number -> problem, for any bad row
   num_rows: int  # non-blank data rows in the file
   usage_text: str  # the Usage filter actually applied, for messages
+  usage_rows: list[int] = dataclasses.field(default_factory=list)  # rows of that Usage
 
 
 def load_fer2013_csv(path, emotions: Sequence[str] = emotions_lib.DEFAULT_EMOTIONS,
                      usage: str | Sequence[str] | None = "Training", *,
                      skip_bad_rows: bool = False,
-                     image_size: int = faceset.FER_SIZE) -> faceset.FaceSet:
+                     image_size: int = faceset.FER_SIZE, ferplus: str | None = None,
+                     ferplus_scheme: str = "majority") -> faceset.FaceSet:
   """Loads the Kaggle FER2013 csv (`emotion,pixels[,Usage]`), plain or gzip.
 
   Args:
@@ -58,6 +61,9 @@ def load_fer2013_csv(path, emotions: Sequence[str] = emotions_lib.DEFAULT_EMOTIO
       rows. Ignored, with a warning, when the file has no Usage column.
     skip_bad_rows: skip malformed rows with a warning instead of failing.
     image_size: output size; FER2013's 48x48 pixels are resized if different.
+    ferplus: a FER+ votes file for this csv (ferplus.py): rows are labelled by the
+      crowd's vote (ferplus_scheme: majority or plurality) instead of the csv's own
+      emotion column, and rows the crowd gives no usable label are dropped and counted.
 
   Returns:
     The selected faces, in file order. Every row's label and field count are
@@ -70,7 +76,13 @@ def load_fer2013_csv(path, emotions: Sequence[str] = emotions_lib.DEFAULT_EMOTIO
   """
   path = os.fspath(path)
   names = emotions_lib.parse_emotions(emotions)
-  found = _scan_csv(path, names, usage)
+  votes = relabel = None
+  if ferplus is not None:
+    votes = ferplus_lib.read_votes(ferplus)
+    relabel, _ = ferplus_lib.labels_from_votes(votes, ferplus_scheme)
+  found = _scan_csv(path, names, usage, relabel)
+  if votes is not None:
+    _report_ferplus(path, ferplus, votes, found, ferplus_scheme)
   pixels, pixel_problems = _parse_pixels(found.pixels)
   problems = dict(found.problems)
   for i, problem in pixel_problems.items():
@@ -88,7 +100,8 @@ def load_fer2013_csv(path, emotions: Sequence[str] = emotions_lib.DEFAULT_EMOTIO
       images=_resize(images, image_size),
       labels=np.asarray(found.classes, np.int32)[good],
       emotions=names,
-      source=f"{os.path.basename(path)} ({found.usage_text})",
+      source=f"{os.path.basename(path)} ({found.usage_text}"
+             + (f", FER+ {ferplus_scheme} labels)" if ferplus else ")"),
   )
   logging.info("Loaded %d images from %s: %s", len(faces), faces.source,
                faces.class_counts())
@@ -125,7 +138,21 @@ def _open_csv(path: str):
   return gzip.open(path, "rb") if magic == _GZIP_MAGIC else open(path, "rb")
 
 
-def _scan_csv(path: str, names: tuple[str, ...], usage) -> _CsvRows:
+def _report_ferplus(path, ferplus, votes, found: _CsvRows, scheme: str):
+  """Refuses votes of another csv; logs what the crowd's labels kept and dropped."""
+  if len(votes) != found.num_rows:
+    raise ferplus_lib.VotesError(
+        f"{ferplus}: {len(votes)} rows of votes for {path}'s {found.num_rows} rows: the "
+        "votes file must be the one for this csv, in its row order")
+  _, dropped = ferplus_lib.labels_from_votes(votes[found.usage_rows], scheme)
+  logging.info("%s: FER+ %s labels from %s: kept %d of %d %s rows; dropped %s", path,
+               scheme, os.path.basename(ferplus), len(found.lines), len(found.usage_rows),
+               found.usage_text, ", ".join(f"{n} {why}" for why, n in dropped.items())
+               or "none")
+
+
+def _scan_csv(path: str, names: tuple[str, ...], usage,
+              relabel: np.ndarray | None = None) -> _CsvRows:
   """One pass over the file: checks labels, selects rows, keeps their pixels.
 
   The body is split by hand rather than with a csv reader: it is 30k lines of
@@ -144,7 +171,7 @@ def _scan_csv(path: str, names: tuple[str, ...], usage) -> _CsvRows:
       found = _CsvRows([], [], [], {}, 0, usage_text)
       for line_number, line in enumerate(f, start=2):
         _scan_line(line, line_number, columns, width, class_of_fer,
-                   usage_keys, found)
+                   usage_keys, found, relabel)
       return found
   except (gzip.BadGzipFile, EOFError, zlib.error) as e:
     raise faceset.DataError(f"{path}: cannot decompress gzip data ({e})") from None
@@ -183,8 +210,10 @@ def _usage_request(usage) -> tuple[set[bytes] | None, str]:
 
 def _scan_line(line: bytes, line_number: int, columns: dict[str, int],
                width: int, class_of_fer: dict[int, int],
-               usage_keys: set[bytes] | None, found: _CsvRows) -> None:
-  """Checks one data line and appends it to `found` if it is selected."""
+               usage_keys: set[bytes] | None, found: _CsvRows,
+               relabel: np.ndarray | None = None) -> None:
+  """Checks one data line and appends it to `found` if it is selected (by its own label,
+  or by relabel[row]: a FER2013 label id per data row, -1 to drop)."""
   line = line.rstrip(b"\r\n")
   if not line.strip():
     return  # Blank lines, e.g. at the end, are not rows.
@@ -204,6 +233,10 @@ def _scan_line(line: bytes, line_number: int, columns: dict[str, int],
   if usage_keys is not None and (
       fields[columns["usage"]].strip().lower() not in usage_keys):
     return
+  if relabel is not None:
+    row = found.num_rows - 1
+    found.usage_rows.append(row)
+    fer = int(relabel[row]) if row < len(relabel) else -1
   if fer not in class_of_fer:
     return
   found.lines.append(line_number)

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from faceexpr_tf.data import emotions as emotions_lib
 from faceexpr_tf.data import faceset
 from faceexpr_tf.data import fer2013
+from faceexpr_tf.data import ferplus as ferplus_lib
 from faceexpr_tf.data import folders
 from faceexpr_tf.data import synthetic
 
@@ -22,7 +23,9 @@ SYNTHETIC_HELDOUT_SEED_OFFSET = 1_000_003
 def load_faces(source: str, emotions: Sequence[str] = emotions_lib.DEFAULT_EMOTIONS, *,
                split: str = "train", usage: str | Sequence[str] | None = None,
                skip_bad_rows: bool = False, image_size: int = faceset.FER_SIZE,
-               synthetic_identities: int = 200, seed: int = 0) -> faceset.FaceSet:
+               synthetic_identities: int = 200, seed: int = 0, labels: str = "fer2013",
+               ferplus: str | None = None, ferplus_scheme: str = "majority"
+               ) -> faceset.FaceSet:
   """Loads one split of faces from `source`.
 
   Sources:
@@ -40,6 +43,10 @@ def load_faces(source: str, emotions: Sequence[str] = emotions_lib.DEFAULT_EMOTI
       directory itself holds the emotion folders and is the train split only;
       asking it for validation or test is an error.
 
+  labels="ferplus" labels a FER2013 csv's rows by the FER+ crowd's votes in the file
+  `ferplus` (data/ferplus.py, ferplus_scheme: majority or plurality) instead of its own
+  emotion column; it is for csv sources only.
+
   Raises:
     faceset.DataError: for anything wrong with the source, as one line.
   """
@@ -48,6 +55,7 @@ def load_faces(source: str, emotions: Sequence[str] = emotions_lib.DEFAULT_EMOTI
         f"unknown split {split!r} (choose from {', '.join(faceset.SPLITS)})")
   names = emotions_lib.parse_emotions(emotions)
   source = os.fspath(source)
+  votes = _votes_file(source, labels, ferplus)
   if source.strip().lower() == "synthetic":
     if split == "train":
       return synthetic.synthetic_faceset(synthetic_identities, seed, names,
@@ -62,7 +70,27 @@ def load_faces(source: str, emotions: Sequence[str] = emotions_lib.DEFAULT_EMOTI
                              image_size=image_size)
   return fer2013.load_fer2013_csv(
       source, names, usage if usage is not None else fer2013.SPLIT_USAGE[split],
-      skip_bad_rows=skip_bad_rows, image_size=image_size)
+      skip_bad_rows=skip_bad_rows, image_size=image_size, ferplus=votes,
+      ferplus_scheme=ferplus_scheme)
+
+
+def _votes_file(source: str, labels: str, ferplus: str | None) -> str | None:
+  """The FER+ votes file to label `source` with, or None for its own labels."""
+  if labels not in ferplus_lib.LABELS:
+    raise faceset.DataError(f"unknown labels {labels!r} (choose from "
+                            f"{', '.join(ferplus_lib.LABELS)})")
+  if labels == "fer2013":
+    if ferplus:
+      raise faceset.DataError(f"--ferplus={ferplus} is read only with --labels=ferplus")
+    return None
+  if not ferplus:
+    raise faceset.DataError("--labels=ferplus needs --ferplus=<votes csv>: Microsoft's "
+                            "fer2013new.csv for the original fer2013.csv, or "
+                            "ferplus.csv.gz beside our FER2013 copy")
+  if source.strip().lower() == "synthetic" or os.path.isdir(source):
+    raise faceset.DataError(f"--labels=ferplus relabels a FER2013 csv; --data={source} "
+                            "is not one")
+  return ferplus
 
 
 def _split_folder(root: str, split: str) -> str:

@@ -44,6 +44,7 @@ from faceexpr_tf.store import keras_files
 # the mode runs, so their defaults never depend on what else was imported.
 FLAGS = flags.FlagValues()
 _SOURCE = data_flags.define_source_flags(FLAGS)
+_LABELS = data_flags.define_label_flags(FLAGS)
 _RUN_DIR = flags.DEFINE_string("run_dir", "runs/classifier", "Output folder; rerun to "
                                "resume.", flag_values=FLAGS)
 _ARCH = flags.DEFINE_enum("arch", "vgg", list(classifier_lib.ARCHS), "vgg (conv pairs) or "
@@ -237,11 +238,13 @@ def train_classifier(data_source: str, run_dir: str, *, emotions, train_usage="T
                      weight_decay=1e-4,
                      label_smoothing=0.1, patience=8, max_minutes=20.0, seed=0,
                      synthetic_identities=200, augment_with=None, init_from=None,
-                     command=None) -> dict:
+                     command=None, labels="fer2013", ferplus=None,
+                     ferplus_scheme="majority") -> dict:
   """Trains, keeps the best epoch by validation accuracy, writes the report; returns the
   record (also saved as classifier.json beside classifier.keras)."""
   t0 = time.time()
-  common = dict(emotions=emotions, synthetic_identities=synthetic_identities, seed=seed)
+  common = dict(emotions=emotions, synthetic_identities=synthetic_identities, seed=seed,
+                labels=labels, ferplus=ferplus, ferplus_scheme=ferplus_scheme)
   train = loader.load_faces(data_source, split="train", usage=train_usage.split(","), **common)
   val = loader.load_faces(data_source, split="validation", usage=val_usage.split(","),
                           **common)
@@ -312,6 +315,7 @@ def train_classifier(data_source: str, run_dir: str, *, emotions, train_usage="T
       "data_sha256": (classifier_lib.file_sha256(data_source)
                       if os.path.isfile(data_source) else None),
       "train_usage": train_usage, "val_usage": val_usage, "train_images": len(train),
+      "labels": labels if labels == "fer2013" else f"ferplus ({ferplus_scheme})",
       "augment_with": augment_with, "init_from": init_from,
       # Counted from the run's first epoch, across reruns that resumed it.
       "epochs_run": start + len(val_acc), "steps_per_epoch": steps_per_epoch or None,
@@ -371,5 +375,5 @@ def run():
       synthetic_identities=source.synthetic_identities.value,
       augment_with=_AUGMENT_WITH.value,
       init_from=_INIT_FROM.value,
-      command="python main.py " + " ".join(sys.argv[1:]))
+      command="python main.py " + " ".join(sys.argv[1:]), **_LABELS.loader_args())
   return 0

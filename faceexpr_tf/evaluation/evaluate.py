@@ -46,6 +46,7 @@ _CHECKPOINT = flags.DEFINE_string("checkpoint", None, "Run dirs: a step, 'best' 
                                   "'latest' (default: best when kept, else newest).",
                                   flag_values=FLAGS)
 _DATA = data_flags.define_data(FLAGS)
+_LABELS = data_flags.define_label_flags(FLAGS)
 _EVAL_USAGE = flags.DEFINE_string("eval_usage", "PublicTest", "csv Usage to evaluate on.",
                                   flag_values=FLAGS)
 _CLASSIFIER = flags.DEFINE_string("classifier", "shipped", "The judge on real faces: "
@@ -165,11 +166,14 @@ def synthetic_report(run_dir, checkpoint=None, num_identities=100, seed=None):
   return metrics
 
 
-def judged_report(run_dir, source, usage="PublicTest", checkpoint=None, batch=64):
-  """Real data: D's accuracy on real images and on G(x, c) for every target, cycle L1."""
+def judged_report(run_dir, source, usage="PublicTest", checkpoint=None, batch=64,
+                  labels: dict | None = None):
+  """Real data: D's accuracy on real images and on G(x, c) for every target, cycle L1.
+
+  labels: loader.load_faces's label arguments (labels, ferplus, ferplus_scheme)."""
   generator, discriminator, config, step = runs.load_models(run_dir, checkpoint)
   faces = loader.load_faces(source, config.emotions, split="validation", usage=usage.split(","),
-                            image_size=config.model.image_size)
+                            image_size=config.model.image_size, **(labels or {}))
   k = len(config.emotions)
   x = translators.to_model_range(faces.images)
   real_correct, fake_correct, rec = 0.0, np.zeros(k), 0.0
@@ -205,12 +209,16 @@ def judged_report(run_dir, source, usage="PublicTest", checkpoint=None, batch=64
 
 def real_report(translator, source: str, out_dir: str, *, usage="PublicTest",
                 judge: scoring.Judge | None = None, max_faces: int = 0, seed: int = 0,
-                show_progress: bool = True) -> dict:
+                show_progress: bool = True, labels: dict | None = None) -> dict:
   """Scores `translator` (translators.Translator) on real faces with the judge; writes
-  metrics.json, report.md, pairs.csv, samples.png and worst.png into out_dir."""
+  metrics.json, report.md, pairs.csv, samples.png and worst.png into out_dir.
+
+  labels: loader.load_faces's label arguments (labels, ferplus, ferplus_scheme): which
+  faces count as which emotion (the sources' and pairs' labels)."""
   judge = judge or scoring.load_judge()
   faces = loader.load_faces(source, translator.emotions, split="validation",
-                            usage=usage.split(","), image_size=translator.image_size)
+                            usage=usage.split(","), image_size=translator.image_size,
+                            **(labels or {}))
   if max_faces and max_faces < len(faces):
     faces = faces.subset(scoring.balanced_pick(faces.labels, max_faces, seed))
   k, names = translator.num_classes, translator.emotions
@@ -339,10 +347,11 @@ def run():
   elif _CLASSIFIER.value == "discriminator":
     if not os.path.isdir(path):
       raise errors.UserError(f"--classifier=discriminator needs a run dir; {path} is not one")
-    judged_report(path, _DATA.value, _EVAL_USAGE.value, _CHECKPOINT.value)
+    judged_report(path, _DATA.value, _EVAL_USAGE.value, _CHECKPOINT.value,
+                  labels=_LABELS.loader_args())
   else:
     translator = inference.load_translator(path, _CHECKPOINT.value)
     judge = scoring.load_judge(None if _CLASSIFIER.value == "shipped" else _CLASSIFIER.value)
     real_report(translator, _DATA.value, out_dir, usage=_EVAL_USAGE.value, judge=judge,
-                max_faces=_EVAL_FACES.value, seed=_SEED.value)
+                max_faces=_EVAL_FACES.value, seed=_SEED.value, labels=_LABELS.loader_args())
   return 0

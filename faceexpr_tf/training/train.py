@@ -26,6 +26,7 @@ FLAGS = flags.FlagValues()
 
 # Data.
 _SOURCE = data_flags.define_source_flags(FLAGS)
+_LABELS = data_flags.define_label_flags(FLAGS)
 _SKIP_BAD_ROWS = flags.DEFINE_bool("skip_bad_rows", False, "Skip malformed csv rows (and "
                                    "report how many) instead of stopping.", flag_values=FLAGS)
 _FLIP = flags.DEFINE_bool("flip", True, "Random horizontal flips.", flag_values=FLAGS)

@@ -40,6 +40,9 @@ class TrainConfig:
   train_usage: str = "Training"
   val_usage: str = "PublicTest"
   skip_bad_rows: bool = False
+  labels: str = "fer2013"            # a csv's labels: fer2013 or ferplus (data/ferplus.py)
+  ferplus: str | None = None         # the FER+ votes file for labels=ferplus
+  ferplus_scheme: str = "majority"
   synthetic_identities: int = 200
   flip: bool = True
   gan_loss: str = "log"
@@ -85,7 +88,8 @@ class TrainConfig:
 def _load_data(cfg: TrainConfig):
   common = dict(emotions=cfg.emotions, skip_bad_rows=cfg.skip_bad_rows,
                 image_size=cfg.model.image_size,
-                synthetic_identities=cfg.synthetic_identities, seed=cfg.seed)
+                synthetic_identities=cfg.synthetic_identities, seed=cfg.seed,
+                labels=cfg.labels, ferplus=cfg.ferplus, ferplus_scheme=cfg.ferplus_scheme)
   train = loader.load_faces(cfg.data, split="train", usage=cfg.train_usage.split(","),
                             **common)
   logging.info("Training data: %s, %d images: %s", train.source, len(train),
