@@ -107,6 +107,27 @@ def test_evaluate_on_real_faces_writes_every_metric(run_dir, tiny_judge, tmp_pat
   assert "target accuracy" in report and "real vs real" in report
   for name in ("samples.png", "worst.png", "pairs.csv"):
     assert os.path.getsize(os.path.join(out, name)) > 100, name
+  assert not os.path.exists(os.path.join(out, "masks.png"))    # a residual G has no mask
+
+
+def test_evaluate_shows_where_an_attention_g_edits(tiny_judge, tmp_path):
+  import cv2  # pylint: disable=g-import-not-at-top
+  from faceexpr_tf.serving import translators  # pylint: disable=g-import-not-at-top
+  keras.utils.set_random_seed(0)
+  g = models.Generator(models.ModelConfig(g_conv_dim=8, g_repeat_num=1,
+                                          g_output="attention"))
+  g.build()
+  csv = _synthetic_csv(tmp_path / "fer.csv", identities=2)
+  out = str(tmp_path / "report")
+  scores = evaluate.real_report(translators.KerasTranslator(g, EMOTIONS, "attention G"), csv,
+                                out, judge=scoring.load_judge(tiny_judge), show_progress=False)
+  assert scores["ssim"] > 0.99                          # identity at init, whatever A is
+  masks = cv2.imread(os.path.join(out, "masks.png"), cv2.IMREAD_GRAYSCALE)
+  samples = cv2.imread(os.path.join(out, "samples.png"), cv2.IMREAD_GRAYSCALE)
+  assert masks.shape == samples.shape                   # input + one mask per emotion
+  # At init A = 0.5: every mask cell is mid gray.
+  cell = masks[40:80, samples.shape[1] // 2 - 20:samples.shape[1] // 2 + 20]
+  assert abs(float(np.median(cell)) - 128) <= 2
 
 
 def test_evaluate_cli_on_csv_with_a_named_classifier(run_dir, tiny_judge, tmp_path, main_py):

@@ -385,18 +385,20 @@ def test_tflite_has_only_translate_ids_with_dynamic_batch(tflite_files, generato
     np.testing.assert_allclose(got, _keras(generator, x[:n], np.arange(n)), atol=1e-4)
 
 
-def test_residual_generator_exports_to_saved_model_and_tflite(tmp_path):
-  # --g_output=residual adds atanh(x) (written with LOG, a TFLite builtin) to G's output.
+@pytest.mark.parametrize("g_output", ["residual", "attention"])
+def test_edit_generators_export_to_saved_model_and_tflite(tmp_path, g_output):
+  # --g_output=residual adds atanh(x) (written with LOG, a TFLite builtin) to G's output;
+  # attention also blends it with the input through a sigmoid mask.
   keras.utils.set_random_seed(3)
   g = models.Generator(models.ModelConfig(g_conv_dim=8, g_repeat_num=1, d_conv_dim=8,
-                                          g_output="residual"))
+                                          g_output=g_output))
   g.build()
   g.get_layer("conv_out").kernel.assign(
       np.random.default_rng(0).normal(0, 0.05, g.get_layer("conv_out").kernel.shape))
   version_dir = export.export_saved_model(g, EMOTIONS, str(tmp_path), step=1)
   images = export.probe_images(4, 48, 1, seed=6)
   assert export.verify_saved_model(version_dir, g, images, np.arange(4)) < 1e-5
-  path = tflite.convert_tflite(version_dir, str(tmp_path / "residual.tflite"), "none")
+  path = tflite.convert_tflite(version_dir, str(tmp_path / f"{g_output}.tflite"), "none")
   stats = tflite.compare_tflite(path, g, images, np.arange(4))
   assert stats["max_abs"] < 1e-4, stats
 

@@ -62,3 +62,12 @@ def test_reconstruction_loss():
   y[0] = 1.0
   assert f(losses.reconstruction_loss(x, y)) == pytest.approx(0.5)
   assert f(losses.reconstruction_loss(x, x)) == 0.0
+
+
+def test_mask_terms_by_hand():
+  mask = np.ones((1, 3, 3, 1), np.float32)
+  mask[0, 1, 1, 0] = 0.0                     # one edited pixel of nine
+  assert float(losses.mask_area(mask)) == pytest.approx(1 / 9)
+  # Vertical differences: 2 of 6 pairs are 1; horizontal: the same.
+  assert float(losses.total_variation(mask)) == pytest.approx(2 / 6 + 2 / 6)
+  assert float(losses.total_variation(np.full((2, 4, 4, 1), 0.3, np.float32))) == 0.0

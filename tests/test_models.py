@@ -13,6 +13,7 @@ TINY = models.ModelConfig(g_conv_dim=8, g_repeat_num=1, d_conv_dim=8)
     models.ModelConfig(),                                     # official G, 48 px D
     models.ModelConfig(g_conv_dim=32, g_repeat_num=3, upsample="resize"),
     models.ModelConfig(g_conv_dim=16, g_repeat_num=2, g_output="residual"),
+    models.ModelConfig(g_conv_dim=16, g_repeat_num=2, g_output="attention"),
     models.ModelConfig(image_size=64, num_classes=7, d_conv_dim=16, d_repeat_num=4),
     models.ModelConfig(image_size=128, channels=3, num_classes=5, d_repeat_num=6),  # CelebA
 ])
@@ -62,6 +63,31 @@ def test_residual_generator_starts_as_identity_and_learns_an_edit():
   grads = dict(zip([v.path for v in g.trainable_variables],
                    tape.gradient(loss, g.trainable_variables)))
   assert float(np.abs(grads["generator/conv_out/kernel"]).max()) > 0
+
+
+def test_attention_generator_starts_as_identity_and_its_mask_decides_where_it_edits():
+  import keras  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  g = models.Generator(models.ModelConfig(g_conv_dim=8, g_repeat_num=1, d_conv_dim=8,
+                                          g_output="attention"))
+  g.build()
+  x = np.random.default_rng(4).uniform(-0.99, 0.99, (2, 48, 48, 1)).astype(np.float32)
+  c = np.eye(4, dtype=np.float32)[[1, 3]]
+  out, mask = (np.asarray(t) for t in g.edit(x, c))
+  np.testing.assert_allclose(out, x, atol=1e-5)              # identity, whatever A is
+  assert mask.shape == (2, 48, 48, 1) and np.allclose(mask, 0.5)
+  np.testing.assert_array_equal(np.asarray(g(x, c)), out)   # call() is edit()'s image
+  # Give the colour an edit: the output moves (by (1 - A) of it) and the mask learns.
+  kernel = np.zeros(g.get_layer("conv_out").kernel.shape, np.float32)
+  kernel[3, 3, :, 0] = 0.3                                  # colour: an edit everywhere
+  g.get_layer("conv_out").kernel.assign(kernel)
+  edited = np.asarray(g(x, c))
+  assert np.abs(edited - x).max() > 0.01
+  with tf.GradientTape() as tape:
+    loss = keras.ops.mean(g.edit(x, c)[1])
+  grads = dict(zip([v.path for v in g.trainable_variables],
+                   tape.gradient(loss, g.trainable_variables)))
+  assert float(np.abs(grads["generator/conv_out/kernel"][..., 1]).max()) > 0
 
 
 def test_group_norm_minus_one_is_instance_norm():

@@ -11,9 +11,9 @@ from faceexpr_tf.modeling import stargan
 TINY = models.ModelConfig(g_conv_dim=8, g_repeat_num=1, d_conv_dim=8)
 
 
-def _model(lr=1e-4, **kwargs):
+def _model(lr=1e-4, config=TINY, **kwargs):
   keras.utils.set_random_seed(0)
-  g, d = models.build_models(TINY)
+  g, d = models.build_models(config)
   model = stargan.StarGAN(g, d, **kwargs)
   model.compile(g_optimizer=keras.optimizers.Adam(lr, 0.5, 0.999),
                 d_optimizer=keras.optimizers.Adam(lr, 0.5, 0.999))
@@ -135,6 +135,24 @@ def test_identity_term_is_off_by_default_and_reported_when_on(default_step):
   expected = (logs["G/loss_fake"] + logs["G/loss_cls"] + 10 * logs["G/loss_rec"]
               + 5 * loss_id)
   assert logs["G/loss"] == pytest.approx(expected, rel=1e-5)
+
+
+def test_attention_mask_terms_are_in_g_s_loss(default_step):
+  off = {k: v[-1] for k, v in default_step[2].history.items()}   # an image G: no mask
+  assert off["G/loss_mask"] == 0.0 and off["G/loss_mask_tv"] == 0.0
+  import dataclasses  # pylint: disable=g-import-not-at-top
+  model = _model(config=dataclasses.replace(TINY, g_output="attention"), lambda_mask=0.5,
+                 lambda_mask_tv=2.0)
+  history = model.fit(tf.data.Dataset.from_tensors(_batch()), epochs=1, verbose=0)
+  logs = {k: v[-1] for k, v in history.history.items()}
+  # At init A = 0.5 everywhere on both of G's passes: area 0.5 + 0.5, no variation.
+  assert logs["G/loss_mask"] == pytest.approx(1.0, abs=1e-3)
+  assert 0.0 <= logs["G/loss_mask_tv"] < 1e-3
+  expected = (logs["G/loss_fake"] + logs["G/loss_cls"] + 10 * logs["G/loss_rec"]
+              + 0.5 * logs["G/loss_mask"] + 2.0 * logs["G/loss_mask_tv"])
+  assert logs["G/loss"] == pytest.approx(expected, rel=1e-5)
+  # The identity at init: the cycle is exact, so the reconstruction term starts near 0.
+  assert logs["G/loss_rec"] < 1e-3
 
 
 def test_generator_moving_average():

@@ -49,13 +49,16 @@ def test_train_writes_checkpoints_samples_and_logs(tiny_run, tmp_path):
   assert trainer.train(_config(again))["stopped_by"] == "done"
 
 
-@pytest.mark.parametrize("extra", [{}, {"diffaug": "color,translation,cutout"}],
-                         ids=["plain", "diffaug"])
+@pytest.mark.parametrize("extra", [
+    {}, {"diffaug": "color,translation,cutout"},
+    {"model": dataclasses.replace(TINY, g_output="attention"), "lambda_mask": 0.5}],
+                         ids=["plain", "diffaug", "attention"])
 def test_resume_matches_an_uninterrupted_run_exactly(tmp_path, extra, request):
   # 8 synthetic identities x 4 = 32 images = 4 steps per epoch: 10 steps cross 2 epoch
   # boundaries, and the interrupted run stops mid-epoch (step 6). With DiffAugment the
-  # augmentation's random state is part of the checkpoint. Three trainer.train() calls
-  # with DiffAugment (~10 s of tracing each); the plain straight run is tiny_run.
+  # augmentation's random state is part of the checkpoint; an attention G adds its mask
+  # terms. Three trainer.train() calls (~10 s of tracing each) for each; the plain straight
+  # run is tiny_run.
   if extra:
     straight = tmp_path / "straight"
     trainer.train(_config(straight, **extra))
@@ -286,3 +289,17 @@ def test_a_time_limited_epoch_logs_the_steps_it_ran(tmp_path, caplog):
                                     checkpoint_every=0, sample_every=0, validate=False))
   assert summary["stopped_by"] == "time_limit" and summary["step"] < 4
   assert f"Epoch 1: {summary['step']} of 4 steps in" in caplog.text
+
+
+def test_attention_run_trains_and_its_samples_show_the_masks(tmp_path, tiny_run):
+  """One short run with --g_output=attention (~10 s of tracing): its mask terms move G's
+  loss, and the sample grid has a mask column per emotion."""
+  import cv2  # pylint: disable=g-import-not-at-top
+  model = dataclasses.replace(TINY, g_output="attention")
+  summary = trainer.train(_config(tmp_path, model=model, max_steps=5, sample_every=5,
+                                  lambda_mask=0.5, lambda_mask_tv=0.2))
+  assert summary["step"] == 5
+  grid = cv2.imread(str(tmp_path / "samples" / "step-000000005.png"))
+  plain = cv2.imread(str(tiny_run[0] / "samples" / "step-000000005.png"))
+  # input + 4 emotions + 4 masks columns, against input + 4 for a plain G: 9/5 as wide.
+  assert grid.shape[1] / plain.shape[1] == pytest.approx(9 / 5, rel=0.03)

@@ -30,6 +30,7 @@ from faceexpr_tf.data import loader
 from faceexpr_tf.data import synthetic
 from faceexpr_tf.data import visualize
 from faceexpr_tf.evaluation import scoring
+from faceexpr_tf.modeling import models
 from faceexpr_tf.serving import inference
 from faceexpr_tf.serving import translators
 from faceexpr_tf.store import runs
@@ -211,7 +212,8 @@ def real_report(translator, source: str, out_dir: str, *, usage="PublicTest",
                 judge: scoring.Judge | None = None, max_faces: int = 0, seed: int = 0,
                 show_progress: bool = True, labels: dict | None = None) -> dict:
   """Scores `translator` (translators.Translator) on real faces with the judge; writes
-  metrics.json, report.md, pairs.csv, samples.png and worst.png into out_dir.
+  metrics.json, report.md, pairs.csv, samples.png and worst.png (and masks.png: where an
+  attention G edits) into out_dir.
 
   labels: loader.load_faces's label arguments (labels, ferplus, ferplus_scheme): which
   faces count as which emotion (the sources' and pairs' labels)."""
@@ -251,6 +253,14 @@ def real_report(translator, source: str, out_dir: str, *, usage="PublicTest",
                           translator.translate_all(faces.images[picks])], axis=1)
   visualize.write_png(os.path.join(out_dir, "samples.png"),
                       visualize.make_grid(cells, ["input", *names], scale=2))
+  generator = getattr(translator, "generator", None)  # Keras Gs: an attention G's masks
+  masks = None if generator is None else models.edit_masks(
+      generator, translators.to_model_range(faces.images[picks]), k)
+  if masks is not None:
+    shown = translators.to_uint8(np.asarray(masks) * 2.0 - 1.0)
+    visualize.write_png(os.path.join(out_dir, "masks.png"), visualize.make_grid(
+        np.concatenate([faces.images[picks][:, None], shown], axis=1),
+        ["input", *[f"edit: {n}" for n in names]], scale=2))
   visualize.write_png(os.path.join(out_dir, "worst.png"),
                       worst_figure(faces.images, arrays, names))
   with open(os.path.join(out_dir, "report.md"), "w") as f:

@@ -17,6 +17,21 @@ def _mean(x):
   return ops.mean(ops.cast(x, "float32"))
 
 
+# --- the attention mask (g_output="attention"; A = 1 keeps the input's pixel) ----------
+
+def mask_area(mask):
+  """E[1 - A]: the share of the face G edits; penalising it confines the edit."""
+  return _mean(1.0 - ops.cast(mask, "float32"))
+
+
+def total_variation(mask):
+  """E|A(i+1, j) - A(i, j)| + E|A(i, j+1) - A(i, j)| over [N, H, W, C] masks: rough,
+  speckled masks cost more than smooth regions."""
+  mask = ops.cast(mask, "float32")
+  return (_mean(ops.abs(mask[:, 1:] - mask[:, :-1]))
+          + _mean(ops.abs(mask[:, :, 1:] - mask[:, :, :-1])))
+
+
 # --- the paper's log loss -------------------------------------------------------------
 
 def log_d_loss_real(real_logits):

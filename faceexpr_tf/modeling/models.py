@@ -15,6 +15,11 @@ from keras import layers
 from keras import ops
 
 
+# What G's last layer makes: the image itself (official StarGAN), an edit of its input
+# (residual), or an edit and a mask saying where it applies (attention, as GANimation).
+G_OUTPUTS = ("image", "residual", "attention")
+
+
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
   """Everything that fixes the shapes of G and D; a run dir refuses a different one."""
@@ -26,13 +31,14 @@ class ModelConfig:
   d_conv_dim: int = 64
   d_repeat_num: int = 4          # stride-2 layers: 48 -> 3x3 PatchGAN map
   upsample: str = "transpose"    # "transpose" (official) | "resize" (nearest + conv)
-  g_output: str = "image"        # "image" (official) | "residual" (edit of the input)
+  g_output: str = "image"        # one of G_OUTPUTS: image (official) | residual | attention
 
   def __post_init__(self):
     if self.upsample not in ("transpose", "resize"):
       raise ValueError(f"upsample must be 'transpose' or 'resize', got {self.upsample!r}")
-    if self.g_output not in ("image", "residual"):
-      raise ValueError(f"g_output must be 'image' or 'residual', got {self.g_output!r}")
+    if self.g_output not in G_OUTPUTS:
+      raise ValueError(f"g_output must be one of {', '.join(G_OUTPUTS)}, got "
+                       f"{self.g_output!r}")
     if self.image_size % 4:
       raise ValueError(f"image_size must be a multiple of 4 (G downsamples twice), "
                        f"got {self.image_size}")
@@ -94,6 +100,13 @@ class Generator(keras.Model):
   idea of Shen & Liu 2017). Instance norm hides a face's absolute brightness from the
   official G, which must re-learn every unchanged pixel; the residual G gets them for
   free and spends its capacity on what the expression moves. Same weights either way.
+
+  `g_output="attention"` (GANimation's attention-masked G, Pumarola et al. 2018): the last
+  conv makes one more channel, a mask A = sigmoid(a) in (0, 1), and the residual colour
+  C = tanh(atanh(x) + h); out = A * x + (1 - A) * C, so A = 1 keeps the input's pixel.
+  With the last conv zero-initialised C = x, so an untrained G is the identity whatever A
+  is. `edit` returns (out, A): training penalises A's edit area and roughness
+  (losses.mask_area, losses.total_variation), and the grids show where G edits.
   """
 
   def __init__(self, config: ModelConfig = ModelConfig(), **kwargs):
@@ -120,8 +133,9 @@ class Generator(keras.Model):
       blocks += [_instance_norm(f"up{i}_norm"), layers.ReLU()]
       dim //= 2
     blocks.append(layers.Conv2D(
-        config.channels, 7, padding="same", use_bias=False, name="conv_out",
-        kernel_initializer="zeros" if config.g_output == "residual" else "glorot_uniform"))
+        config.channels + (config.g_output == "attention"), 7, padding="same",
+        use_bias=False, name="conv_out",
+        kernel_initializer="glorot_uniform" if config.g_output == "image" else "zeros"))
     self.blocks = blocks
     # float32 output even under a mixed-precision policy: losses and exports want it.
     self.out_activation = layers.Activation("tanh", dtype="float32", name="tanh")
@@ -133,15 +147,26 @@ class Generator(keras.Model):
     self.built = True
 
   def call(self, images, target_onehot, training=None):
+    return self.edit(images, target_onehot, training)[0]
+
+  def edit(self, images, target_onehot, training=None):
+    """(G(x, c), the attention mask A [N, S, S, 1] in (0, 1), or None unless attention)."""
     size = ops.shape(images)[1:3]
     c = ops.cast(target_onehot, images.dtype)[:, None, None, :]
     c = ops.broadcast_to(c, (ops.shape(images)[0], size[0], size[1], ops.shape(c)[-1]))
     h = ops.concatenate([images, c], axis=-1)
     for block in self.blocks:
       h = block(h)
+    if self.config.g_output == "image":
+      return self.out_activation(h), None
+    x = ops.cast(images, "float32")
+    h = ops.cast(h, "float32")
+    channels = self.config.channels
+    colour = self.out_activation(h[..., :channels] + _atanh(x))
     if self.config.g_output == "residual":
-      h = ops.cast(h, "float32") + _atanh(ops.cast(images, "float32"))
-    return self.out_activation(h)
+      return colour, None
+    mask = ops.sigmoid(h[..., channels:])
+    return mask * x + (1.0 - mask) * colour, mask
 
   def get_config(self):
     return {"config": dataclasses.asdict(self.config), "name": self.name}
@@ -194,6 +219,17 @@ class Discriminator(keras.Model):
     return cls(ModelConfig(**config["config"]), name=config.get("name", "discriminator"))
 
 
+def edit_masks(generator: Generator, images, num_classes: int):
+  """Where an attention G edits each face toward each class: 1 - A, float [N, K, S, S, 1]
+  in [0, 1] (1: the pixel is G's, 0: the input's); None for other outputs."""
+  if generator.config.g_output != "attention":
+    return None
+  n = ops.shape(images)[0]
+  masks = [generator.edit(images, ops.one_hot(ops.full((n,), c, "int32"), num_classes),
+                          training=False)[1] for c in range(num_classes)]
+  return 1.0 - ops.stack(masks, axis=1)
+
+
 def expected_generator_params(config: ModelConfig) -> int:
   """Parameter count of official StarGAN's G, by formula (weights + affine IN)."""
   d, c, k = config.g_conv_dim, config.channels, config.num_classes
@@ -204,7 +240,7 @@ def expected_generator_params(config: ModelConfig) -> int:
   up_kernel = 16 if config.upsample == "transpose" else 9
   n += 4 * d * 2 * d * up_kernel + 2 * 2 * d
   n += 2 * d * d * up_kernel + 2 * d
-  n += d * c * 49
+  n += d * (c + (config.g_output == "attention")) * 49   # attention: one more, the mask
   return n
 
 

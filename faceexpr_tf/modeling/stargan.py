@@ -26,7 +26,7 @@ GAN_LOSSES = ("log", "wgan-gp")
 # Log keys: TensorBoard groups scalars by the part before "/".
 TRAIN_METRICS = ("D/loss", "D/loss_real", "D/loss_fake", "D/loss_cls", "D/loss_gp",
                  "D/loss_r1", "G/loss", "G/loss_fake", "G/loss_rec", "G/loss_cls", "G/loss_id",
-                 "G/loss_guide", "D/accuracy")
+                 "G/loss_guide", "G/loss_mask", "G/loss_mask_tv", "D/accuracy")
 EVAL_METRICS = ("D/accuracy", "G/loss_rec", "G/fake_accuracy")
 
 
@@ -75,7 +75,7 @@ class StarGAN(keras.Model):
   def __init__(self, generator, discriminator, *, gan_loss="log", lambda_cls=1.0,
                lambda_rec=10.0, lambda_gp=10.0, n_critic=1, saturating_g=False, lambda_id=0.0,
                g_ema_decay=0.0, guide=None, lambda_guide=0.0, lambda_r1=0.0, diffaug="",
-               diffaug_seed=0, **kwargs):
+               diffaug_seed=0, lambda_mask=0.0, lambda_mask_tv=0.0, **kwargs):
     super().__init__(**kwargs)
     if gan_loss not in GAN_LOSSES:
       raise ValueError(f"gan_loss must be one of {GAN_LOSSES}, got {gan_loss!r}")
@@ -94,6 +94,8 @@ class StarGAN(keras.Model):
     self.n_critic = n_critic
     self.saturating_g = saturating_g
     self.lambda_id = lambda_id
+    # g_output="attention": weights of the mask's edit area and roughness in G's loss.
+    self.lambda_mask, self.lambda_mask_tv = lambda_mask, lambda_mask_tv
     if not 0.0 <= g_ema_decay < 1.0:
       raise ValueError(f"g_ema_decay must be in [0, 1), got {g_ema_decay}")
     self.g_ema_decay = g_ema_decay
@@ -265,16 +267,21 @@ class StarGAN(keras.Model):
     """
     d_logs = None
     with tf.GradientTape() as tape:
-      x_fake = self.generator(x_real, onehot_trg, training=True)
+      x_fake, mask_fake = self.generator.edit(x_real, onehot_trg, training=True)
       if d_update is not None:
         with tape.stop_recording():
           d_logs = d_update(tf.stop_gradient(x_fake))
       fake_src, fake_cls = self.discriminator(self._d_view(x_fake), training=True)
-      x_rec = self.generator(x_fake, onehot_org, training=True)
+      x_rec, mask_rec = self.generator.edit(x_fake, onehot_org, training=True)
       loss_fake = self._g_adversarial(fake_src)
       loss_cls = losses.classification_loss(fake_cls, label_trg)
       loss_rec = losses.reconstruction_loss(x_real, x_rec)
       loss = loss_fake + self.lambda_cls * loss_cls + self.lambda_rec * loss_rec
+      loss_mask = loss_mask_tv = tf.constant(0.0)
+      if mask_fake is not None:  # GANimation's terms, on both of G's passes
+        loss_mask = losses.mask_area(mask_fake) + losses.mask_area(mask_rec)
+        loss_mask_tv = losses.total_variation(mask_fake) + losses.total_variation(mask_rec)
+        loss += self.lambda_mask * loss_mask + self.lambda_mask_tv * loss_mask_tv
       if self.lambda_guide:
         loss_guide = losses.classification_loss(self.guide(x_fake, training=True),
                                                 label_trg)
@@ -292,7 +299,8 @@ class StarGAN(keras.Model):
       scaled = self.g_optimizer.scale_loss(_per_replica(loss))
     grads = tape.gradient(scaled, self.generator.trainable_variables)
     logs = {"G/loss": loss, "G/loss_fake": loss_fake, "G/loss_rec": loss_rec,
-            "G/loss_cls": loss_cls, "G/loss_id": loss_id, "G/loss_guide": loss_guide}
+            "G/loss_cls": loss_cls, "G/loss_id": loss_id, "G/loss_guide": loss_guide,
+            "G/loss_mask": loss_mask, "G/loss_mask_tv": loss_mask_tv}
     if not apply:
       return logs, grads
     self._apply_g(grads)

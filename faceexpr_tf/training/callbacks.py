@@ -13,6 +13,7 @@ from absl import logging
 from faceexpr_tf import errors
 from faceexpr_tf.data import visualize
 from faceexpr_tf.evaluation import scoring
+from faceexpr_tf.modeling import models
 from faceexpr_tf.serving import translators
 from faceexpr_tf.store import runs
 
@@ -97,7 +98,9 @@ class Checkpointer(_StepCallback):
 
 class SampleWriter(_StepCallback):
   """Every `every` steps: a PNG grid (input, then each target emotion) of a fixed batch,
-  the same grid as a TensorBoard image, and the training losses as TensorBoard scalars."""
+  the same grid as a TensorBoard image, and the training losses as TensorBoard scalars.
+  An attention G's grid adds its masks, one column per emotion: white where G edits
+  (1 - A), black where it keeps the input."""
 
   def __init__(self, run_dir, images, emotions, every, log_every):
     super().__init__()
@@ -109,18 +112,27 @@ class SampleWriter(_StepCallback):
     os.makedirs(self.sample_dir, exist_ok=True)
 
   def grid(self):
-    """uint8 [n, 1 + K, H, W, C]: each input and its translation to every emotion."""
+    """uint8 [n, 1 + K (+ K masks), H, W, C]: each input and its translation to every
+    emotion (then, for an attention G, where it edits)."""
     x = translators.to_model_range(self.images)
     k, n = len(self.emotions), len(x)
-    outputs = [self.model.inference_generator(x, np.eye(k, dtype=np.float32)[[c] * n],
-                                              training=False)
-               for c in range(k)]
-    columns = [x] + [np.asarray(o) for o in outputs]
+    g = self.model.inference_generator
+    columns = [x] + [np.asarray(g(x, np.eye(k, dtype=np.float32)[[c] * n], training=False))
+                     for c in range(k)]
+    masks = models.edit_masks(g, x, k)
+    if masks is not None:  # 1 - A in [0, 1] -> [-1, 1], shown like an image
+      masks = np.asarray(masks) * 2.0 - 1.0
+      columns += [np.broadcast_to(masks[:, c], x.shape) for c in range(k)]
     cells = np.stack(columns, axis=1)
     return translators.to_uint8(cells)
 
+  def titles(self, columns: int) -> list[str]:
+    masks = [f"edit: {e}" for e in self.emotions] if columns > 1 + len(self.emotions) else []
+    return ["input", *self.emotions, *masks]
+
   def write_sample(self, step):
-    picture = visualize.make_grid(self.grid(), ["input", *self.emotions], scale=2)
+    cells = self.grid()
+    picture = visualize.make_grid(cells, self.titles(cells.shape[1]), scale=2)
     path = os.path.join(self.sample_dir, f"step-{step:09d}.png")
     visualize.write_png(path, picture)
     with self.writer.as_default(step=step):

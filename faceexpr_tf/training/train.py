@@ -39,10 +39,12 @@ _D_REPEAT = flags.DEFINE_integer("d_repeat_num", 4, "D's stride-2 layers.", flag
 _UPSAMPLE = flags.DEFINE_enum("upsample", "transpose", ["transpose", "resize"],
                               "G's upsampling: transposed conv (official) or nearest "
                               "resize + conv (no checkerboard artifacts).", flag_values=FLAGS)
-_G_OUTPUT = flags.DEFINE_enum("g_output", "image", ["image", "residual"],
-                              "G's output: an image (official) or an edit of the input, "
-                              "tanh(atanh(x) + G's last conv), identity at init.",
-                              flag_values=FLAGS)
+_G_OUTPUT = flags.DEFINE_enum("g_output", "image", list(models.G_OUTPUTS),
+                              "G's output: an image (official), an edit of the input "
+                              "(residual: tanh(atanh(x) + G's last conv), identity at init) "
+                              "or an edit and a mask A of where it applies (attention, as "
+                              "GANimation: A * x + (1 - A) * edit, identity at init; "
+                              "--lambda_mask, --lambda_mask_tv).", flag_values=FLAGS)
 # Losses.
 _GAN_LOSS = flags.DEFINE_enum("gan_loss", "log", list(stargan.GAN_LOSSES),
                               "log: the paper's loss; wgan-gp: official StarGAN's.",
@@ -63,6 +65,13 @@ _DIFFAUG = flags.DEFINE_string("diffaug", "", "DiffAugment: the same random, dif
 _LAMBDA_ID = flags.DEFINE_float("lambda_id", 0.0, "Weight of an identity term "
                                  "|G(x, c_org) - x| (not in the paper; 0 = off).",
                                 flag_values=FLAGS)
+_LAMBDA_MASK = flags.DEFINE_float(
+    "lambda_mask", 0.1, "--g_output=attention: weight of the mask's edit area E[1 - A] "
+    "(higher: edits confined to fewer pixels; 0: unconstrained).", lower_bound=0.0,
+    flag_values=FLAGS)
+_LAMBDA_MASK_TV = flags.DEFINE_float(
+    "lambda_mask_tv", 0.1, "--g_output=attention: weight of the mask's total variation "
+    "(higher: smoother, less speckled masks).", lower_bound=0.0, flag_values=FLAGS)
 _G_EMA_DECAY = flags.DEFINE_float("g_ema_decay", 0.0, "Keep a moving average of G's "
                                    "weights with this decay (e.g. 0.999) and sample, "
                                    "evaluate and export it; 0 = off (the paper).",

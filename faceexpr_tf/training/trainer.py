@@ -53,6 +53,8 @@ class TrainConfig:
   lambda_r1: float = 0.0
   diffaug: str = ""
   lambda_id: float = 0.0
+  lambda_mask: float = 0.1           # g_output="attention" only
+  lambda_mask_tv: float = 0.1
   g_ema_decay: float = 0.0
   n_critic: int = 1
   guide: str | None = None
@@ -133,7 +135,7 @@ def build_stargan(cfg: TrainConfig, plan: devices.DevicePlan, total_steps: int =
         saturating_g=cfg.saturating_g, lambda_id=cfg.lambda_id,
         g_ema_decay=cfg.g_ema_decay, guide=guide, lambda_guide=cfg.lambda_guide,
         lambda_r1=cfg.lambda_r1, diffaug=cfg.diffaug,
-        diffaug_seed=cfg.seed)
+        diffaug_seed=cfg.seed, lambda_mask=cfg.lambda_mask, lambda_mask_tv=cfg.lambda_mask_tv)
     g_lr, d_lr = cfg.g_lr, cfg.d_lr
     if cfg.lr_decay and total_steps:
       # G's optimizer counts G updates: n_critic times fewer than steps.
