@@ -106,7 +106,7 @@ def translator():
 
 
 def test_translate_reports_each_bad_photo_and_translates_the_rest(translator, tmp_path):
-  from faceexpr_tf.photos import translate  # pylint: disable=g-import-not-at-top
+  from faceexpr_tf.photos import grids  # pylint: disable=g-import-not-at-top
   import test_images  # pylint: disable=g-import-not-at-top  (tests/ is on sys.path)
   folder = tmp_path / "photos"
   folder.mkdir()
@@ -114,9 +114,9 @@ def test_translate_reports_each_bad_photo_and_translates_the_rest(translator, tm
     (folder / name).write_bytes(open(os.path.join(CORPUS, "images", name), "rb").read())
   (folder / "huge.png").write_bytes(test_images.huge_png_header())
   paths = sorted(str(p) for p in folder.iterdir())
-  opts = translate.Options(out_dir=str(tmp_path / "out"), class_ids=[1],
+  opts = grids.Options(out_dir=str(tmp_path / "out"), class_ids=[1],
                            names=["Happy"], scale=1, face_size=48)
-  written, failures = translate.translate_inputs(paths, translator, opts)
+  written, failures = grids.translate_inputs(paths, translator, opts)
   assert len(failures) == len(BAD_IMAGES)
   for name, message in BAD_IMAGES.items():
     line = [f for f in failures if f.startswith(str(folder / name) + ":")]
@@ -141,7 +141,7 @@ def test_translate_cli_goes_on_past_bad_photos_and_exits_1(tmp_path, main_py):
   for path in bad:
     assert f"{path}: corrupt or truncated image" in proc.stderr
   assert "translated 1 face(s) from 1 of 3 input(s)" in proc.stderr
-  assert os.path.exists(tmp_path / "ok_gray_face0_grid.png")
+  assert os.path.exists(tmp_path / "ok_gray_Sad.png")        # the gray photo, edited
 
 
 # --- checkpoints and .tflite files ------------------------------------------------------------
@@ -296,3 +296,132 @@ def test_huge_batch_is_refused_with_the_limit_before_g_runs(served):
               target=np.arange(limit, dtype=np.int32) % 4)
   assert out["image"].shape == (limit, 48, 48, 1)
   assert np.all(np.isfinite(out["image"].numpy()))
+
+
+# --- requests to `main.py serve`'s REST API ---------------------------------------------------
+# POST /v1/photos:edit (web/photo_api.py) gets each corpus photo, bad queries, types and
+# sizes; :predict gets bodies nested deeper than the JSON decoder recurses. Each answers
+# a 4xx with {"error": one line} (a photo without a face: 200, the bytes sent back), never
+# a 500, and nothing is logged with a traceback.
+
+PHOTO_URL = "/v1/photos:edit"
+PREDICT_URL = "/v1/models/faceexpr:predict"
+PHOTO_ERRORS = {
+    "bad_empty.png": (400, "empty body"), "bad_text.jpg": (400, "photo: "),
+    "bad_truncated.png": (400, "photo: "), "bad_truncated.jpg": (400, "photo: truncated"),
+    "bad_pdf_named.png": (400, "photo: "), "huge.png": (413, "20000x20000 pixels")}
+
+
+@pytest.fixture(scope="module")
+def rest(translator):
+  """The REST app (no page) of `main.py serve` with the shipped G and OpenCV's detector."""
+  pytest.importorskip("fastapi", reason="the `web` extra (fastapi) is not installed")
+  pytest.importorskip("gradio", reason="the `web` extra (gradio) is not installed")
+  from fastapi import testclient  # pylint: disable=g-import-not-at-top
+  from faceexpr_tf.web import serve  # pylint: disable=g-import-not-at-top
+  app = serve.build_app(translator, page=False, detector="haar")
+  with testclient.TestClient(app) as client:   # raises, were any request to fail inside
+    yield client
+  app.state.api.batcher.close()
+
+
+def _refused(response, status, words, caplog):
+  assert response.status_code == status, response.text
+  error = response.json()["error"]
+  assert words in error and "\n" not in error and "Traceback" not in error, error
+  _no_traceback(caplog)
+  return error
+
+
+def _no_traceback(caplog):
+  logged = [r for r in caplog.records if r.exc_info or r.levelname in ("ERROR", "CRITICAL")]
+  assert not logged and "Traceback" not in caplog.text, caplog.text
+
+
+@pytest.mark.parametrize("name", _files("images") + ["huge.png"])
+def test_photo_route_answers_each_corpus_photo(rest, name, caplog):
+  import io  # pylint: disable=g-import-not-at-top
+  import PIL.Image  # pylint: disable=g-import-not-at-top
+  import test_images  # pylint: disable=g-import-not-at-top  (tests/ is on sys.path)
+  from faceexpr_tf.photos import photo_files  # pylint: disable=g-import-not-at-top
+  data = (test_images.huge_png_header() if name == "huge.png" else
+          open(os.path.join(CORPUS, "images", name), "rb").read())
+  response = rest.post(f"{PHOTO_URL}?emotion=Sad", content=data,
+                       headers={"Content-Type": "application/octet-stream"})
+  if name in PHOTO_ERRORS:
+    _refused(response, *PHOTO_ERRORS[name], caplog)
+    return
+  assert response.status_code == 200, response.text
+  if name == "bad_no_face.png":           # nothing to edit: the photo as it was sent
+    assert response.content == data and response.headers["x-faces-edited"] == "0"
+    assert "no face found" in response.headers["x-edit-note"]
+  else:                                   # the same photo, upright, edited, signed
+    with PIL.Image.open(io.BytesIO(data)) as sent, \
+         PIL.Image.open(io.BytesIO(response.content)) as back:
+      assert back.size == sent.size and back.format == sent.format, name
+    assert response.headers["x-faces-edited"] == str(FACES_FOUND.get(name, 1))
+    assert photo_files.read_provenance(response.content)["emotion"] == "Sad"
+  _no_traceback(caplog)
+
+
+def _small_png() -> bytes:
+  return cv2.imencode(".png", np.full((64, 64), 90, np.uint8))[1].tobytes()
+
+
+@pytest.mark.parametrize("query, headers, status, words", [
+    ("emotion=Joyful", {}, 400, "unknown emotion 'Joyful' (this model knows Angry, Happy"),
+    ("emotion=Happy,Sad", {}, 400, "unknown emotion"),
+    ("", {}, 400, "missing query parameter emotion"),
+    ("emotion=", {}, 400, "missing query parameter emotion"),
+    ("intensity=0.5", {}, 400, "missing query parameter emotion"),
+    ("emotion=Happy&emotion=Sad", {}, 400, "given twice"),
+    ("emotion=Happy&emotions=Sad", {}, 400, "unknown query parameter 'emotions'"),
+    ("emotion=Happy&intensity=abc", {}, 400, "intensity must be a number in [0, 1]"),
+    ("emotion=Happy&intensity=", {}, 400, "intensity must be a number in [0, 1]"),
+    ("emotion=Happy&intensity=1.5", {}, 400, "got '1.5'"),
+    ("emotion=Happy&intensity=-0.1", {}, 400, "got '-0.1'"),
+    ("emotion=Happy&intensity=nan", {}, 400, "got 'nan'"),
+    ("emotion=Happy&intensity=inf", {}, 400, "got 'inf'"),
+    ("emotion=Happy", {"Content-Type": "application/json"}, 415, "is not a photo"),
+    ("emotion=Happy", {"Content-Type": "multipart/form-data; boundary=x"}, 415,
+     "send the photo file's bytes"),
+    ("emotion=Happy", {"Content-Type": "application/x-www-form-urlencoded"}, 415,
+     "-H 'Content-Type: image/jpeg'"),
+])
+def test_photo_route_refuses_bad_queries_and_types(rest, query, headers, status, words,
+                                                   caplog):
+  response = rest.post(f"{PHOTO_URL}?{query}", content=_small_png(), headers=headers)
+  _refused(response, status, words, caplog)
+
+
+def test_photo_route_refuses_bodies_over_the_limit_and_ids_only_intensity(rest, caplog):
+  import types  # pylint: disable=g-import-not-at-top
+  from faceexpr_tf.web import photo_api  # pylint: disable=g-import-not-at-top
+  from faceexpr_tf.web import predict_json  # pylint: disable=g-import-not-at-top
+  huge = b"\xff\xd8\xff" + b"\x00" * photo_api.MAX_PHOTO_BYTES
+  _refused(rest.post(f"{PHOTO_URL}?emotion=Happy", content=huge), 413, "over the limit",
+           caplog)
+  # A SavedModel or .tflite G takes class ids only: intensity below 1 is refused up front.
+  ids_only = types.SimpleNamespace(translator=types.SimpleNamespace(
+      emotions=emotions_lib.DEFAULT_EMOTIONS, takes_label_vectors=False, source="g.tflite"))
+  api = photo_api.PhotoApi(ids_only)
+  assert api.parse_query([("emotion", "happy")]) == ("Happy", 1.0)
+  with pytest.raises(predict_json.RequestError, match="g.tflite takes class ids only") as e:
+    api.parse_query([("emotion", "Happy"), ("intensity", "0.5")])
+  assert e.value.status == 400
+
+
+_DEEP = 50_000
+
+
+@pytest.mark.parametrize("body, words", [
+    ("[" * _DEEP + "]" * _DEEP, "nested too deeply"),
+    ('{"instances": ' + "[" * _DEEP + "]" * _DEEP + "}", "nested too deeply"),
+    ('{"a": ' * _DEEP + "0" + "}" * _DEEP, "nested too deeply"),
+    ('[{"b64": ' * _DEEP + '""' + "}]" * _DEEP, "nested too deeply"),
+    ('{"instances": ' + "[" * 900 + "]" * 900 + "}", "instances[0]"),  # under the limit
+])
+def test_predict_body_nested_too_deeply_is_a_400(rest, body, words, caplog):
+  assert len(body) < 1 << 20           # far under the 16 MB body limit
+  _refused(rest.post(PREDICT_URL, content=body.encode()), 400, words, caplog)
+  assert rest.get("/healthz").status_code == 200

@@ -262,6 +262,9 @@ def test_bad_urls_and_bodies(client):
   assert client.get("/v1/models/other").status_code == 404
   response = client.post(URL, content=b"{not json")
   assert response.status_code == 400 and "not valid JSON" in response.json()["error"]
+  nested = b"[" * 50_000 + b"]" * 50_000  # the JSON decoder's recursion limit: 400, not 500
+  response = client.post(URL, content=nested)
+  assert response.status_code == 400 and "nested too deeply" in response.json()["error"]
   huge = b"x" * (rest_api.MAX_BODY_BYTES + 1)
   response = client.post(URL, content=huge)
   assert response.status_code == 413 and "over the limit" in response.json()["error"]
@@ -368,46 +371,82 @@ def test_translate_mode_intensity_flag(parsed_flags, tmp_path, astronaut):
     translate.FLAGS.out = str(tmp_path / f"out{a}")
     translate.FLAGS.intensity = a
     assert translate.run() == 0
-    grids[a] = cv2.imread(str(tmp_path / f"out{a}" / "astronaut_face0_Sad.png"))
-  assert np.abs(grids[0.0].astype(int) - grids[1.0]).mean() > 1
+    # The photo edited in place (translate's default output since photos/editor.py).
+    grids[a] = cv2.imread(str(tmp_path / f"out{a}" / "astronaut_Sad.png"))
+  assert grids[0.0].shape == grids[1.0].shape == astronaut[0].shape
+  assert np.abs(grids[0.0].astype(int) - grids[1.0]).max() > 10
 
 
 # ---------------------------------------------------------------------------------------
 # The page's computation (the browser test drives the same through Chromium).
 
 
-def test_page_shows_face_box_expressions_steps_and_grid(translator, astronaut, tmp_path):
-  page = web_ui.Page(translator, lambda x, y: translator.forward_labels(x, y),
-                     str(tmp_path))
-  result = page.translate(astronaut[0], 0.5)
-  assert "Face at" in result.message and "Happy" in result.message
-  assert len(result.expressions) == 4
-  assert all(e.shape == (web_ui.FACE_SIZE, web_ui.FACE_SIZE, 3) for e in result.expressions)
-  for i in range(4):
-    for j in range(i + 1, 4):
-      assert not np.array_equal(result.expressions[i], result.expressions[j])
+@pytest.fixture(scope="module")
+def page_editor(translator):
+  from faceexpr_tf.photos import editor as editor_lib  # pylint: disable=g-import-not-at-top
+  return editor_lib.PhotoEditor(translator, "auto",
+                                run=lambda x, y: translator.forward_labels(x, y))
+
+
+def test_page_shows_the_whole_photo_edited_strip_animation_and_downloads(
+    page_editor, translator, astronaut, tmp_path):
+  import PIL.Image  # pylint: disable=g-import-not-at-top
+  from faceexpr_tf.photos import photo_files  # pylint: disable=g-import-not-at-top
+  page = web_ui.Page(page_editor, str(tmp_path / "page"))
+  upload = tmp_path / "astronaut.jpg"
+  PIL.Image.fromarray(astronaut[0]).save(upload, quality=92)
+  result = page.edit(str(upload), 1.0)
+  assert result.message.startswith("Edited 1 face in your 512x512 photo"), result.message
+  assert "Happy" in result.message                      # the classifier's reading
+  assert list(result.photos) == list(translator.emotions)
+  before = np.asarray(PIL.Image.open(upload))
+  shown = {}
+  for name, path in result.photos.items():
+    with PIL.Image.open(path) as image:                 # the upload's format and size
+      assert (image.format, image.size) == ("JPEG", (512, 512)), name
+      shown[name] = np.asarray(image).astype(int)
+    record = photo_files.read_provenance(path)
+    assert (record["tool"], record["emotion"], record["intensity"]) == ("faceexpr-tf", name,
+                                                                        1.0)
+    assert record["model"] == translator.source
+    caption = result.captions[name]
+    assert "faceexpr-tf" in caption and name in caption and "intensity 1" in caption
+    assert np.abs(shown[name] - before).max() > 40, f"{name}: the face did not change"
+  assert not np.array_equal(shown["Happy"], shown["Sad"])
+  with PIL.Image.open(result.animation) as gif:
+    assert gif.format == "GIF" and gif.n_frames > len(translator.emotions)
+  assert photo_files.read_provenance(result.animation)["intensity"] == "0 to 1"
+  assert cv2.imread(result.strip) is not None and "faceexpr-tf" in result.note
+  assert result.downloads == [*result.photos.values(), result.strip, result.animation]
   assert result.steps.shape[0] > result.steps.shape[1] / 2   # 4 rows of 5 steps
-  assert result.boxed.shape[:2] == astronaut[0].shape[:2]
-  assert cv2.imread(result.grid_png) is not None
+  # The slider re-edits the same photo (its faces kept): a different photo, same size.
+  half = page.edit(str(upload), 0.5)
+  with PIL.Image.open(half.photos["Sad"]) as image:
+    assert image.size == (512, 512)
+    assert np.abs(np.asarray(image).astype(int) - shown["Sad"]).mean() > 0.05
+  assert half.animation == result.animation and "intensity 0.5" in half.captions["Sad"]
+  # An array (no file) is edited too, and written as PNG.
+  array = page.edit(astronaut[0], 1.0)
+  assert all(p.endswith(".png") for p in array.photos.values())
 
 
-def test_page_messages_for_no_face_and_bad_files(translator, tmp_path, monkeypatch):
-  page = web_ui.Page(translator, lambda x, y: translator.forward_labels(x, y),
-                     str(tmp_path))
-  assert "No face found" in page.translate(np.full((200, 200, 3), 128, np.uint8),
-                                           1).message
+def test_page_messages_for_no_face_and_bad_files(page_editor, tmp_path, monkeypatch):
+  page = web_ui.Page(page_editor, str(tmp_path / "page"))
+  assert "No face found" in page.edit(np.full((200, 200, 3), 128, np.uint8), 1).message
   from gradio import data_classes  # pylint: disable=g-import-not-at-top
-  photo = web_ui.photo_input(type="numpy")
+  photo = web_ui.photo_input(type="filepath", image_mode=None)
   text = tmp_path / "notes.txt"
   text.write_text("not a picture")
   rejected = photo.preprocess(data_classes.FileData(path=str(text), orig_name="notes.txt"))
   assert isinstance(rejected, web_ui.Rejected)
-  assert "notes.txt is not an image" in page.translate(rejected, 1).message
+  assert "notes.txt is not an image" in page.edit(rejected, 1).message
   image = tmp_path / "face.png"
   image.write_bytes(png(np.zeros((64, 64), np.uint8)))
+  assert photo.preprocess(data_classes.FileData(path=str(image), orig_name="face.png")
+                          ) == str(image)           # the uploaded file itself: format, EXIF
   monkeypatch.setattr(web_ui, "MAX_UPLOAD_BYTES", 10)
   big = photo.preprocess(data_classes.FileData(path=str(image), orig_name="face.png"))
-  assert "face.png is too large" in page.translate(big, 1).message
+  assert "face.png is too large" in page.edit(big, 1).message
 
 
 def test_a_busy_port_is_a_user_error_before_the_model_loads():

@@ -7,6 +7,7 @@ The page's screenshot goes to the test's tmp dir; to refresh the README's pictur
     FACEEXPR_UPDATE_SCREENSHOT=1 .venv/bin/python -m pytest tests/test_serve_browser.py
 """
 
+import io
 import os
 import shutil
 import socket
@@ -17,10 +18,10 @@ import urllib.request
 
 import cv2
 import numpy as np
+import PIL.Image
 import pytest
 
-from faceexpr_tf.data import visualize
-from faceexpr_tf.photos import faces
+from faceexpr_tf.photos import photo_files
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DOCS_SCREENSHOT = os.path.join(REPO, "docs", "serve_page.png")
@@ -99,11 +100,13 @@ def browser():
 
 @pytest.fixture(scope="module")
 def astronaut(tmp_path_factory):
+  """The astronaut photo (NASA, public domain) as a JPEG upload: its format must survive."""
   skimage_data = pytest.importorskip("skimage.data", reason="scikit-image (test extra)")
-  photo = skimage_data.astronaut()  # NASA, public domain
-  path = tmp_path_factory.mktemp("photos") / "astronaut.png"
-  cv2.imwrite(str(path), cv2.cvtColor(photo, cv2.COLOR_RGB2BGR))
-  return photo, str(path)
+  photo = skimage_data.astronaut()
+  path = tmp_path_factory.mktemp("photos") / "astronaut.jpg"
+  cv2.imwrite(str(path), cv2.cvtColor(photo, cv2.COLOR_RGB2BGR),
+              [cv2.IMWRITE_JPEG_QUALITY, 92])
+  return cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB), str(path)
 
 
 @pytest.fixture(scope="module")
@@ -119,11 +122,24 @@ def page(server, browser):
   opened.close()
 
 
-def _image(page, src: str) -> np.ndarray:
-  body = page.request.get(src, timeout=WAIT_MS).body()
-  image = cv2.imdecode(np.frombuffer(body, np.uint8), cv2.IMREAD_COLOR)
-  assert image is not None, f"{src}: not an image"
+def _fetch(page, src: str) -> bytes:
+  return page.request.get(src, timeout=WAIT_MS).body()
+
+
+def _image(data: bytes) -> np.ndarray:
+  image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+  assert image is not None, "not an image"
   return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def _loaded(page, selector: str) -> dict:
+  """The first <img> under selector once the browser has decoded it: src, natural size."""
+  image = page.locator(f"{selector} img").first
+  image.wait_for()
+  page.wait_for_function("s => { const i = document.querySelector(s + ' img');"
+                         " return i && i.complete && i.naturalWidth > 0; }", arg=selector,
+                         timeout=WAIT_MS)
+  return image.evaluate("i => ({src: i.src, width: i.naturalWidth, height: i.naturalHeight})")
 
 
 def _save_for_docs(screenshot: str, width: int = 900):
@@ -141,31 +157,48 @@ def _message(page, words: str) -> str:
   return page.locator("#message").inner_text()
 
 
-def test_upload_a_photo_and_see_four_expressions(page, astronaut, tmp_path):
+def test_upload_a_photo_and_see_it_edited(page, astronaut, tmp_path):
   photo, path = astronaut
   page.locator("#photo input[type=file]").set_input_files(path)
-  message = _message(page, "Face at")
-  assert "Happy" in message  # what the classifier reads in her smile
-  names = ["angry", "happy", "sad", "surprise"]
+  message = _message(page, "Edited 1 face")
+  assert "512x512" in message and "Happy" in message  # the classifier reads her smile
+  names = ["Angry", "Happy", "Sad", "Surprise"]
+  shown = {}
   for name in names:
-    page.wait_for_selector(f"#expr-{name} img")
-  shown = [_image(page, page.locator(f"#expr-{n} img").first.get_attribute("src"))
-           for n in names]
-  # The input as the page would show it: the detected face, model-sized, enlarged.
-  box = faces.detect_faces(faces.to_gray(photo))[0]
-  face = faces.to_model_input(faces.crop_square(photo, box), 48, 1)
-  source = visualize.enlarge(face, shown[0].shape[0]).astype(int)
-  for name, image in zip(names, shown):
-    assert image.shape == (192, 192, 3), name
-    assert np.abs(image.astype(int) - source).mean() > 1.0, f"{name} equals the input"
-  for i in range(4):
-    for j in range(i + 1, 4):
-      assert np.abs(shown[i].astype(int) - shown[j]).mean() > 0.5, (names[i], names[j])
-  page.wait_for_selector("#boxed img")
-  page.wait_for_selector("#steps img")
-  download = page.locator("#download a").first.get_attribute("href")
-  grid = _image(page, download)
-  assert grid.shape[1] > 5 * 48 * 4  # input + four emotions, 4x
+    # The whole photo, at the upload's resolution and in its format, signed inside.
+    image = _loaded(page, f"#edited-{name.lower()}")
+    assert (image["width"], image["height"]) == (512, 512), name
+    data = _fetch(page, image["src"])
+    assert data.startswith(b"\xff\xd8\xff"), f"{name}: not the JPEG the upload was"
+    record = photo_files.read_provenance(data)
+    assert record["emotion"] == name and record["tool"] == "faceexpr-tf", record
+    caption = page.locator(f"#caption-{name.lower()}").inner_text()
+    assert "Edited by faceexpr-tf" in caption and name in caption, caption
+    assert "intensity 1" in caption and "pretrained" in caption, caption
+    shown[name] = _image(data).astype(int)
+    assert np.abs(shown[name] - photo).max() > 40, f"{name}: the face did not change"
+    assert np.abs(shown[name] - photo).mean() < 3, f"{name}: more than the face changed"
+  for i, a in enumerate(names):
+    for b in names[i + 1:]:
+      assert np.abs(shown[a] - shown[b]).max() > 20, (a, b)
+  # The animation of her face: a GIF of many frames.
+  gif = _fetch(page, _loaded(page, "#animation")["src"])
+  assert gif.startswith(b"GIF8")
+  with PIL.Image.open(io.BytesIO(gif)) as frames:
+    assert frames.n_frames > len(names)
+  strip = _loaded(page, "#strip")
+  assert strip["width"] > 4 * strip["height"] / 2     # before + four emotions side by side
+  assert "Edited by faceexpr-tf" in page.locator("#note").inner_text()
+  # The downloads: one full-resolution file per emotion, the strip and the GIF.
+  page.locator("#downloads a").nth(5).wait_for()
+  links = page.locator("#downloads a")
+  hrefs = [links.nth(i).get_attribute("href") for i in range(links.count())]
+  tails = sorted(h.rsplit("/", 1)[-1] for h in hrefs)
+  assert tails == sorted([f"astronaut_{n}.jpg" for n in names]
+                         + ["astronaut_face0.gif", "astronaut_strip.jpg"]), tails
+  happy = _fetch(page, next(h for h in hrefs if h.endswith("astronaut_Happy.jpg")))
+  assert _image(happy).shape == photo.shape
+  assert photo_files.read_provenance(happy)["emotion"] == "Happy"
   screenshot = tmp_path / "serve_page.png"
   page.screenshot(path=str(screenshot), full_page=True)
   assert cv2.imread(str(screenshot)) is not None
@@ -191,6 +224,6 @@ def test_bad_files_get_a_message_and_the_server_stays_up(page, tmp_path):
   notes.write_text("hello")
   page.locator("#photo input[type=file]").set_input_files(str(notes))
   page.get_by_text("Invalid file type").first.wait_for(timeout=WAIT_MS)
-  # Then a sample face still works: the server is up.
+  # Then a sample photo still works: the server is up.
   page.locator("img[src*='astronaut_gray']").first.click()
-  assert "Face at" in _message(page, "Face at")
+  assert "192x192" in _message(page, "Edited 1 face")

@@ -88,19 +88,23 @@ def decode_photo(data: bytes, name: str = "photo") -> Photo:
                                    f"large (limit {images.MAX_PIXELS // 1_000_000} "
                                    "megapixels); shrink it first")
   source_format = image.format or "PNG"
-  icc = image.info.get("icc_profile")
-  upright = PIL.ImageOps.exif_transpose(image)  # also drops the orientation tag
-  exif = upright.getexif()
-  if _ORIENTATION in exif:
-    exif[_ORIENTATION] = 1
+  # An ICC profile describes the file's own colour space: a CMYK one would mislabel RGB.
+  icc = image.info.get("icc_profile") if image.mode in ("L", "RGB", "RGBA", "P") else None
+  try:
+    upright = PIL.ImageOps.exif_transpose(image)  # also drops the orientation tag
+    exif = upright.getexif()
+    if _ORIENTATION in exif:
+      exif[_ORIENTATION] = 1
+    exif_bytes = exif.tobytes() if len(exif) else None
+  except Exception:  # pylint: disable=broad-except  (a broken EXIF block: keep the pixels)
+    upright, exif_bytes = image, None
   pixels, note = _pixels(upright, name)
   written, extension = _WRITTEN.get(source_format, ("PNG", ".png"))
   if extension is None:
     extension = os.path.splitext(name)[1].lower() or _default_extension(written)
   elif source_format not in ("MPO",):
-    note = note or f"{name}: a {source_format} input is written back as PNG"
-  return Photo(pixels, written, extension, os.path.basename(name), icc,
-               exif.tobytes() if len(exif) else None, note)
+    note = note or f"{name}: {source_format} input, written back as PNG"
+  return Photo(pixels, written, extension, os.path.basename(name), icc, exif_bytes, note)
 
 
 def _default_extension(fmt: str) -> str:
@@ -117,14 +121,14 @@ def _pixels(image: PIL.Image.Image, name: str) -> tuple[np.ndarray, str | None]:
   elif mode == "LA":
     target = "RGBA"
   elif mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-    target, note = "L", f"{name}: a {mode} (high bit depth) image is edited as 8-bit gray"
+    target, note = "L", f"{name}: its {mode} (high bit depth) pixels are edited as 8-bit gray"
     array = np.asarray(image, np.float64)
-    top = 65535.0 if array.max() > 255 else 255.0
+    top = 65535.0 if array.max() > 255 else 1.0 if mode == "F" and array.max() <= 1 else 255.0
     return np.clip(np.rint(array / top * 255), 0, 255).astype(np.uint8), note
   else:  # CMYK, YCbCr, 1, ...
     target = "RGB"
     if mode not in ("1",):
-      note = f"{name}: a {mode} image is edited as RGB"
+      note = f"{name}: its {mode} pixels are edited as RGB"
   return np.asarray(image.convert(target)), note
 
 

@@ -62,8 +62,8 @@ class Batcher:
     try:
       self._queue.put_nowait(job)
     except queue.Full:
-      raise predict_json.RequestError(f"server busy: {self._queue.maxsize} requests already waiting; "
-                         "retry later", 503) from None
+      raise predict_json.RequestError(f"server busy: {self._queue.maxsize} requests "
+                                      "already waiting; retry later", 503) from None
     return job.future
 
   def run(self, images: np.ndarray, labels: np.ndarray, timeout: float = 120.0
@@ -72,7 +72,8 @@ class Batcher:
     try:
       return self.submit(images, labels).result(timeout)
     except concurrent.futures.TimeoutError:
-      raise predict_json.RequestError(f"the model did not answer within {timeout:.0f} s", 503) from None
+      raise predict_json.RequestError(f"the model did not answer within {timeout:.0f} s",
+                                      503) from None
 
   def close(self):
     self._closed.set()

@@ -10,7 +10,8 @@ translate_ids, translate_all, translate_bytes; metadata has no inputs, so TF Ser
 REST API cannot call it, and neither can this one): row ("instances") and columnar
 ("inputs") formats, {"b64": ...} for binary strings in and for `*_bytes` outputs out, a
 single output unnamed. So a client written for TF Serving (faceexpr_tf/serving/serving_client.py)
-works unchanged. Bad input answers 4xx with {"error": "..."}.
+works unchanged. Bad input answers 4xx with {"error": "..."} (a body nested too deeply
+for the JSON decoder included: 400, not a RecursionError).
 
 One extension: serving_default and translate_bytes take an optional `intensity` input
 (float per example, 0..1; default 1, what TF Serving computes), see intensity.py.
@@ -18,9 +19,12 @@ One extension: serving_default and translate_bytes take an optional `intensity` 
 Every forward pass goes through one batcher.Batcher: a single model thread fed by a bounded
 queue, which merges the requests waiting within a few milliseconds into one batch. A
 full queue answers 503; FastAPI runs these (sync) routes in its bounded thread pool.
+Beside TF Serving's contract, photo_api.py answers POST /v1/photos:edit (a whole photo
+in, the photo edited back) with the helpers here (read_body, answer, error_response).
 """
 
 import base64
+import json
 
 import fastapi
 import numpy as np
@@ -73,8 +77,9 @@ class Api:
     if np.all(alphas == 1):
       return onehot
     if not self.translator.takes_label_vectors:
-      raise predict_json.RequestError(f"{self.translator.source} takes class ids only: intensity must "
-                         "be 1 (serve a Keras generator for other intensities)")
+      raise predict_json.RequestError(f"{self.translator.source} takes class ids only: "
+                                      "intensity must be 1 (serve a Keras generator for "
+                                      "other intensities)")
     if self._estimate is None:
       self._estimate = intensity_lib.source_estimator(self.translator)
     source = self._estimate(faces_u8)
@@ -89,8 +94,9 @@ class Api:
       raise predict_json.RequestError("the request body must be a JSON object")
     name = body.get("signature_name") or "serving_default"
     if name not in self.signatures:
-      raise predict_json.RequestError(f"Serving signature name: \"{name}\" not found in signature def "
-                         f"(this model has {', '.join(self.signatures)})")
+      raise predict_json.RequestError(f"Serving signature name: \"{name}\" not found in "
+                                      f"signature def (this model has "
+                                      f"{', '.join(self.signatures)})")
     inputs, outputs = self.signatures[name]
     if not inputs:
       raise predict_json.RequestError(f"Failed to get input map for signature: {name} (it has no "
@@ -108,9 +114,9 @@ class Api:
       images = predict_json.array(columns["image"], inputs["image"], "image")
       ids = predict_json.array(columns["target"], inputs["target"], "target")
       if ids.min() < 0 or ids.max() >= t.num_classes:
-        raise predict_json.RequestError(f"target class id out of range [0, {t.num_classes}) (classes: "
-                           f"{', '.join(t.emotions)}); bad ids: "
-                           f"{sorted(set(ids[(ids < 0) | (ids >= t.num_classes)].tolist()))}")
+        bad = sorted(set(ids[(ids < 0) | (ids >= t.num_classes)].tolist()))
+        raise predict_json.RequestError(f"target class id out of range [0, {t.num_classes}) "
+                                        f"(classes: {', '.join(t.emotions)}); bad ids: {bad}")
       result = self._forward(images, np.eye(t.num_classes, dtype=np.float32)[ids])
     elif name == "translate_all":
       k = t.num_classes
@@ -187,54 +193,63 @@ def _response(output: str, batch, row_format: bool) -> dict:
 # Routes.
 
 
+def error_response(status: int, message: str) -> responses.JSONResponse:
+  return responses.JSONResponse({"error": message}, status_code=status)
+
+
+def answer(fn, *args):
+  """fn(*args), or the JSON error it raised: 4xx (or 503) for bad input, 500 otherwise."""
+  try:
+    return fn(*args)
+  except predict_json.RequestError as e:
+    return error_response(e.status, str(e))
+  except errors.UserError as e:
+    return error_response(400, str(e))
+  except Exception as e:  # pylint: disable=broad-except  (the server stays up)
+    logging.exception("request failed")
+    return error_response(500, f"internal error: {type(e).__name__}: {e}")
+
+
+def read_json(request_body: bytes):
+  """A :predict body -> parsed JSON; RequestError (one line) for anything that is not."""
+  if len(request_body) > MAX_BODY_BYTES:
+    raise predict_json.RequestError(f"request body of {len(request_body):,} bytes is over "
+                                    f"the limit of {MAX_BODY_BYTES:,}", 413)
+  try:
+    return json.loads(request_body)
+  except (ValueError, UnicodeDecodeError) as e:
+    raise predict_json.RequestError(f"the body is not valid JSON ({e})") from None
+  except RecursionError:  # e.g. 50,000 nested arrays: the decoder's recursion limit
+    raise predict_json.RequestError("the body is nested too deeply to parse (JSON arrays "
+                                    "or objects about 1,000 levels deep or more)") from None
+
+
+async def read_body(request: fastapi.Request, limit: int = MAX_BODY_BYTES) -> bytes:
+  """The request's body, refused (413) as soon as it is known to be over `limit` bytes."""
+  length = request.headers.get("content-length")
+  if length and length.isdigit() and int(length) > limit:
+    raise predict_json.RequestError(f"request body of {int(length):,} bytes is over the "
+                                    f"limit of {limit:,}", 413)
+  chunks, size = [], 0
+  async for chunk in request.stream():
+    size += len(chunk)
+    if size > limit:
+      raise predict_json.RequestError(f"request body is over the limit of {limit:,} bytes",
+                                      413)
+    chunks.append(chunk)
+  return b"".join(chunks)
+
+
 def router(api: Api) -> fastapi.APIRouter:
   routes = fastapi.APIRouter()
-
-  def error(status: int, message: str):
-    return responses.JSONResponse({"error": message}, status_code=status)
-
-  def answer(fn, *args):
-    try:
-      return fn(*args)
-    except predict_json.RequestError as e:
-      return error(e.status, str(e))
-    except errors.UserError as e:
-      return error(400, str(e))
-    except Exception as e:  # pylint: disable=broad-except  (the server stays up)
-      logging.exception("request failed")
-      return error(500, f"internal error: {type(e).__name__}: {e}")
-
-  def read_json(request_body: bytes):
-    import json  # pylint: disable=g-import-not-at-top
-    if len(request_body) > MAX_BODY_BYTES:
-      raise predict_json.RequestError(f"request body of {len(request_body):,} bytes is over the limit "
-                         f"of {MAX_BODY_BYTES:,}", 413)
-    try:
-      return json.loads(request_body)
-    except (ValueError, UnicodeDecodeError) as e:
-      raise predict_json.RequestError(f"the body is not valid JSON ({e})") from None
-
-  async def body_of(request: fastapi.Request) -> bytes:
-    length = request.headers.get("content-length")
-    if length and length.isdigit() and int(length) > MAX_BODY_BYTES:
-      raise predict_json.RequestError(f"request body of {int(length):,} bytes is over the limit of "
-                         f"{MAX_BODY_BYTES:,}", 413)
-    chunks, size = [], 0
-    async for chunk in request.stream():
-      size += len(chunk)
-      if size > MAX_BODY_BYTES:
-        raise predict_json.RequestError(f"request body is over the limit of {MAX_BODY_BYTES:,} bytes",
-                           413)
-      chunks.append(chunk)
-    return b"".join(chunks)
 
   async def predict(request: fastapi.Request, name: str, version: int | None):
     import anyio  # pylint: disable=g-import-not-at-top  (fastapi's dependency)
     try:
       api.check_model(name, version)
-      raw = await body_of(request)
+      raw = await read_body(request)
     except predict_json.RequestError as e:
-      return error(e.status, str(e))
+      return error_response(e.status, str(e))
     # The work (decode, wait for the model thread, encode) runs in anyio's bounded
     # worker pool, never on the event loop.
     return await anyio.to_thread.run_sync(lambda: answer(

@@ -4,8 +4,10 @@
     python main.py serve --model=runs/fer --port=9000
 
 One uvicorn server on 127.0.0.1: the Gradio page (web_ui.py) at /, the REST API
-(rest_api.py) at /v1/models/<name>:predict and friends, /healthz. Both feed one model
-thread (batcher.py) through a bounded queue. Nothing calls out to the internet (no share links, no
+(rest_api.py) at /v1/models/<name>:predict and friends, /healthz, and beside it
+POST /v1/photos:edit (photo_api.py: a photo in, the photo edited back). The page and the
+photo route share one photos.editor.PhotoEditor; all feed one model thread (batcher.py)
+through a bounded queue. Nothing calls out to the internet (no share links, no
 analytics). Needs the `web` extra: pip install -e ".[web]".
 """
 
@@ -17,6 +19,7 @@ from absl import logging
 
 from faceexpr_tf import errors
 from faceexpr_tf import optional
+from faceexpr_tf.photos import detectors
 from faceexpr_tf.serving import inference
 from faceexpr_tf.serving import serving_flags
 from faceexpr_tf.serving import translators
@@ -42,20 +45,32 @@ _MAX_WAIT_MS = flags.DEFINE_float("max_wait_ms", 5.0, "How long the model thread
 _MAX_QUEUE = flags.DEFINE_integer("max_queue", 256, "Requests waiting beyond this are "
                                   "answered 503 (busy).", lower_bound=1, flag_values=FLAGS)
 
+_DETECTOR = flags.DEFINE_enum(
+    "detector", "auto", list(detectors.NAMES), "How the page and /v1/photos:edit find "
+    "faces: mtcnn (with eye landmarks, so faces are aligned), haar (OpenCV's cascade, "
+    "upright boxes only), auto (mtcnn when installed, else haar).", flag_values=FLAGS)
+
 _WEB = "for `main.py serve`"
 
 
 def build_app(translator: translators.Translator, model_name: str = "faceexpr",
-              batcher=None, page: bool = True):
-  """The FastAPI app: REST routes, then (page=True) the Gradio page mounted at /."""
+              batcher=None, page: bool = True, detector: str | detectors.Detector = "auto"):
+  """The FastAPI app: REST routes (TF Serving's and /v1/photos:edit), then (page=True)
+  the Gradio page mounted at /. detector: a name (detectors.NAMES) or a Detector."""
   optional.require("fastapi", _WEB)
   optional.require("gradio", _WEB)
   import fastapi  # pylint: disable=g-import-not-at-top
   from fastapi import exceptions, responses  # pylint: disable=g-import-not-at-top
+  from faceexpr_tf.photos import editor as editor_lib  # pylint: disable=g-import-not-at-top
   from faceexpr_tf.web import batcher as batcher_lib  # pylint: disable=g-import-not-at-top
+  from faceexpr_tf.web import photo_api  # pylint: disable=g-import-not-at-top
   from faceexpr_tf.web import rest_api  # pylint: disable=g-import-not-at-top
 
   batcher = batcher or batcher_lib.Batcher(translator)
+  if isinstance(detector, str):
+    detector = detectors.load_detector(detector)
+  editor = editor_lib.PhotoEditor(translator, photo_api.SerializedDetector(detector),
+                                  run=batcher.run)
   version = getattr(translator, "model_version", None) or 1
   api = rest_api.Api(batcher, model_name, version)
   app = fastapi.FastAPI(title="faceexpr-tf", docs_url=None, redoc_url=None,
@@ -66,11 +81,13 @@ def build_app(translator: translators.Translator, model_name: str = "faceexpr",
     return responses.JSONResponse({"error": f"bad request: {exc.errors()}"}, 400)
 
   app.include_router(rest_api.router(api))
-  app.state.api = api
+  photos = photo_api.PhotoApi(editor)
+  app.include_router(photo_api.router(photos))
+  app.state.api, app.state.photos = api, photos
   if page:
     from faceexpr_tf.web import web_ui  # pylint: disable=g-import-not-at-top
     import gradio as gr  # pylint: disable=g-import-not-at-top
-    blocks = web_ui.build(web_ui.Page(translator, batcher.run))
+    blocks = web_ui.build(web_ui.Page(editor))
     blocks.queue(max_size=64, default_concurrency_limit=4)
     app = gr.mount_gradio_app(app, blocks, path="/", ssr_mode=False,
                               max_file_size=2 * web_ui.MAX_UPLOAD_BYTES)
@@ -103,11 +120,11 @@ def run() -> int:
   logging.info("Loaded %r", translator)
   batcher = batcher_lib.Batcher(translator, _MAX_BATCH.value, _MAX_WAIT_MS.value / 1000,
                                 _MAX_QUEUE.value)
-  app = build_app(translator, _MODEL_NAME.value, batcher)
+  app = build_app(translator, _MODEL_NAME.value, batcher, detector=_DETECTOR.value)
   if _HOST.value not in ("127.0.0.1", "localhost", "::1"):
     logging.warning("Listening on %s: other machines can reach this server", _HOST.value)
-  logging.info("Serving on http://%s:%d/ (REST: /v1/models/%s:predict, /healthz)",
-               _HOST.value, _PORT.value, _MODEL_NAME.value)
+  logging.info("Serving on http://%s:%d/ (REST: /v1/models/%s:predict, /v1/photos:edit, "
+               "/healthz)", _HOST.value, _PORT.value, _MODEL_NAME.value)
   try:
     uvicorn.run(app, host=_HOST.value, port=_PORT.value, log_level="warning")
   finally:
