@@ -5,9 +5,11 @@ import sys
 import keras
 import pytest
 
+from faceexpr_tf import errors
 from faceexpr_tf.benchmark import anchor
 from faceexpr_tf.benchmark import hardware
 from faceexpr_tf.benchmark import latency
+from faceexpr_tf.benchmark import photos
 from faceexpr_tf.benchmark import profiling
 from faceexpr_tf.benchmark import speed
 from faceexpr_tf.modeling import models
@@ -278,3 +280,71 @@ def test_profile_writes_a_trace_and_prints_the_top_ops(tmp_path, main_py):
 def test_profile_of_an_unknown_config_is_a_user_error(tmp_path, main_py):
   out = main_py("benchmark", "--bench_configs=nope", f"--profile={tmp_path}")
   assert out.returncode == 2 and "nope" in out.stderr and "Traceback" not in out.stderr
+
+
+# -- the photo path (faceexpr_tf/benchmark/photos.py) ------------------------------------
+
+def _photo_rows(table) -> list[list[str]]:
+  """The cells of the rows of the "Photo path" table in a markdown file."""
+  text = table.read_text()
+  section = text[text.index(photos.TITLE):]
+  section = section[:section.find("\n## ", 1)] if "\n## " in section[1:] else section
+  return [[c.strip() for c in line.strip("|").split("|")] for line in section.splitlines()
+          if line.startswith("| 20")]
+
+
+def test_photo_benchmark_rows(tmp_path, monkeypatch):
+  """`benchmark --bench_photos` on a tiny photo (320x240, one timed pass, both detectors:
+  ~10 s, most of it loading the shipped G and MTCNN) writes its table before "## Results";
+  a second run (its timing faked) appends rows to the same table."""
+  import conftest  # pylint: disable=g-import-not-at-top
+  from faceexpr_tf.benchmark import benchmark  # pylint: disable=g-import-not-at-top
+  table = tmp_path / "bench.md"
+  table.write_text("# Benchmarks\n\nIntro.\n\n## Results\n\n| date | x |\n|---|---|\n| r | 1 |\n")
+  with conftest.mode_flags(benchmark, parsed=True, bench_photos="320x240",
+                           bench_photo_detectors="haar,mtcnn", bench_photo_repeats="1",
+                           bench_table=str(table)):
+    assert benchmark.run() == 0
+  header = [c.strip() for c in photos.HEADER.strip("|").split("|")]
+  rows = _photo_rows(table)
+  assert [(r[header.index("detector")], r[header.index("emotions")]) for r in rows] == [
+      ("haar", "1"), ("haar", "4"), ("mtcnn", "1"), ("mtcnn", "4")]
+  split = [header.index(f"{s} ms") for s in ("decode", "detect", "align", "G", "paste",
+                                             "encode")]
+  for r in rows:
+    assert len(r) == len(header) and r[header.index("size")] == "320x240 (0.1 MP)"
+    assert r[header.index("faces")] == "1"                     # the face was found and edited
+    assert r[header.index("machine")] == hardware.machine()
+    total = float(r[header.index("total ms")])
+    assert float(r[header.index("photos/s")]) == pytest.approx(1000 / total, rel=0.02)
+    assert all(float(r[i]) >= 0 for i in split) and sum(float(r[i]) for i in split) > 0
+    assert float(r[header.index("peak MB")]) > 0
+  text = table.read_text()
+  assert text.index(photos.TITLE) < text.index("## Results") and "| r | 1 |" in text
+
+  fake = {"size": (64, 64), "jpeg_mb": 0.01, "detector": "haar", "emotions": 1, "faces": 1,
+          "ms": dict.fromkeys((*photos.STAGES, "total"), 1.0), "photos_s": 1000.0,
+          "peak_mb": None, "repeats": 1}
+  monkeypatch.setattr(photos, "time_photos", lambda *args: [dict(fake)])
+  assert photos.photo_table(["64x64"], ["haar"], 1, 0, str(table)) == 0
+  rows = _photo_rows(table)
+  assert len(rows) == 5 and rows[-1][header.index("size")] == "64x64 (0.0 MP)"
+  assert rows[-1][header.index("peak MB")] == "-"
+  assert table.read_text().count(photos.HEADER) == 1          # one header, rows appended
+  with pytest.raises(errors.UserError, match="12 megapixels"):
+    photos.parse_size("12 megapixels")
+
+
+def test_huge_photos_are_refused_before_decoding():
+  """A header announcing 48 MP (over images.MAX_PIXELS) is refused from its first bytes:
+  no decoder runs (the rest of the file is missing)."""
+  import struct  # pylint: disable=g-import-not-at-top
+  import zlib  # pylint: disable=g-import-not-at-top
+
+  from faceexpr_tf.photos import faces as faces_lib  # pylint: disable=g-import-not-at-top
+  from faceexpr_tf.photos import photo_files  # pylint: disable=g-import-not-at-top
+  ihdr = struct.pack(">IIBBBBB", 8000, 6000, 8, 2, 0, 0, 0)
+  png = (b"\x89PNG\r\n\x1a\n" + struct.pack(">I", len(ihdr)) + b"IHDR" + ihdr
+         + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr)))
+  with pytest.raises(faces_lib.ImageReadError, match="8000x6000 pixels is too large"):
+    photo_files.decode_photo(png, "huge.png")

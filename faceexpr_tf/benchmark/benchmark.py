@@ -7,7 +7,8 @@ settings and the precision that ran with every row.
 
 This module holds the mode's flags and reads them only in run(), which hands plain values
 to the module doing the work: speed (the training-speed table), anchor (side by side with
-PyTorch StarGAN), latency (TFLite) and profiling (a tf.profiler trace).
+PyTorch StarGAN), latency (TFLite), photos (the photo path's photos/s and its split) and
+profiling (a tf.profiler trace).
 """
 
 import sys
@@ -17,6 +18,7 @@ from absl import flags
 from faceexpr_tf import errors
 from faceexpr_tf.benchmark import anchor
 from faceexpr_tf.benchmark import latency
+from faceexpr_tf.benchmark import photos
 from faceexpr_tf.benchmark import profiling
 from faceexpr_tf.benchmark import speed
 
@@ -53,6 +55,17 @@ _TFLITE_MODEL = flags.DEFINE_enum("bench_tflite_model", "pretrained", ["pretrain
                                   "official"], "G for --bench_tflite: the shipped one, or "
                                   "the official size (untrained: latency only matters).",
                                   flag_values=FLAGS)
+_PHOTOS = flags.DEFINE_list("bench_photos", [], "Time the photo path (decode, detect, align, "
+                            "G, paste, encode) of `edit` and `edit_all` on synthetic one-face "
+                            "photos of these sizes (1mp = 1152x864, 12mp = 4000x3000, or WxH) "
+                            "with the shipped G; rows go to the \"Photo path: photos/s\" "
+                            "table of --bench_table.", flag_values=FLAGS)
+_PHOTO_DETECTORS = flags.DEFINE_list("bench_photo_detectors", ["mtcnn", "haar"], "Face "
+                                     "detectors --bench_photos times (a row pair each).",
+                                     flag_values=FLAGS)
+_PHOTO_REPEATS = flags.DEFINE_integer("bench_photo_repeats", 5, "--bench_photos: timed passes "
+                                      "per row, after one untimed (medians reported).",
+                                      lower_bound=1, flag_values=FLAGS)
 _ROUNDS = flags.DEFINE_integer("bench_rounds", 3, "Side by side: interleaved rounds (one "
                                "window of each framework per round; medians reported).",
                                flag_values=FLAGS)
@@ -93,6 +106,10 @@ def run():
         _ANCHOR_PYTHON.value, _ANCHOR_STARGAN.value, _ANCHOR_SCRIPT.value, precisions[0],
         threads or 1, _STEPS.value, _ROUNDS.value, _batches(_ANCHOR_BATCHES.value), table,
         command)
+    return code or (tflite() if _TFLITE.value else 0)
+  if _PHOTOS.value:
+    code = photos.photo_table(_PHOTOS.value, _PHOTO_DETECTORS.value, _PHOTO_REPEATS.value,
+                              threads, table)
     return code or (tflite() if _TFLITE.value else 0)
   if _TFLITE.value:
     return tflite()

@@ -1,7 +1,7 @@
 """Markdown tables: printing a header and its rows, and writing them into --bench_table.
 
-The training-speed rows are appended at the end of the file (its "## Results" table); the
-other tables (side by side, TFLite) go in as titled sections of their own before it.
+The training-speed rows go under the last row of the file's "## Results" table; the other
+tables (side by side, TFLite, photos) go in as titled sections of their own before it.
 """
 
 import os
@@ -19,22 +19,39 @@ def show(header: str, lines: list[str]):
 
 
 def append_rows(path: str, header: str, lines: list[str]):
-  """Appends rows to the table at the end of `path`; a new file gets a title and header.
+  """Adds rows under the last row of the file's "## Results" table (the sections written
+  after it, notes and other tables, stay below); a file without one gets it at its end.
 
   Args:
     path: the markdown file ('' = write nothing).
-    header: the table's header line, written only when the file is new.
+    header: the table's header line, written only with a new table.
     lines: the rows.
   """
   if not path:
     return
-  new = not os.path.exists(path)
+  text = open(path).read() if os.path.exists(path) else (
+      "# Benchmarks\n\n`python main.py benchmark` appends rows here.\n\n")
+  at = text.find("## Results")
+  if at < 0:
+    text += ("" if text.endswith("\n\n") else "\n") + "## Results\n\n"
+    text += header + "\n" + separator(header) + "\n" + "\n".join(lines) + "\n"
+  else:
+    rows = text[at:].split("\n")
+    first = next((i for i, line in enumerate(rows) if line.startswith("|")), None)
+    if first is None:  # a Results title with no table yet
+      end = at + len(rows[0]) + 1
+      text = text[:end] + "\n" + header + "\n" + separator(header) + "\n" + "\n".join(
+          lines) + "\n" + text[end:]
+    else:
+      last = first
+      while last + 1 < len(rows) and rows[last + 1].startswith("|"):
+        last += 1
+      rows[last + 1:last + 1] = lines
+      text = text[:at] + "\n".join(rows)
   os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-  with open(path, "a") as f:
-    if new:
-      f.write("# Benchmarks\n\n`python main.py benchmark` appends rows here.\n\n")
-      f.write(header + "\n" + separator(header) + "\n")
-    f.write("\n".join(lines) + "\n")
+  with open(path + ".tmp", "w") as f:
+    f.write(text)
+  os.replace(path + ".tmp", path)
 
 
 def insert_section(path: str, title: str, header: str, lines: list[str]):

@@ -178,15 +178,17 @@ def paste(delta: np.ndarray, to_face: np.ndarray, shape
   return box, edit
 
 
-def add_luminance(photo: np.ndarray, box, edit: np.ndarray) -> np.ndarray:
+def add_luminance(photo: np.ndarray, box, edit: np.ndarray, copy: bool = True
+                  ) -> np.ndarray:
   """photo (uint8 gray [H, W] or colour [H, W, C>=3]) with `edit` added to its luminance
-  in box; a new array, every pixel outside box (and where the edit rounds to 0) the input's.
+  in box; a new array (or photo itself, changed, with copy=False), every pixel outside box
+  (and where the edit rounds to 0) the input's.
 
   Adding the same amount to R, G and B changes Y (BT.601, as YCrCb) by that amount and
   leaves R - Y and B - Y, so Cr and Cb, unchanged; only clipping at 0 or 255 can shift a
   pixel's colour. An alpha channel is kept as it is.
   """
-  out = np.array(photo, copy=True)
+  out = np.array(photo, copy=True) if copy else photo
   x0, y0, x1, y1 = box
   region = out[y0:y1, x0:x1]
   channels = region[..., :3] if region.ndim == 3 else region

@@ -144,12 +144,16 @@ class PhotoEditor:
         to_face = (align.eye_transform(detection.left_eye, detection.right_eye, size)
                    if aligned else self._box_transform(detection.box, size))
         found.append((detection, to_face, aligned))
-    gray = luminance(photo) if self.translator.channels == 1 else None
     out = []
     for i, (detection, to_face, aligned) in enumerate(found):
-      if gray is not None:
-        face = np.clip(np.rint(align.cut(gray, to_face, size)), 0, 255).astype(np.uint8)
-        face = face[..., None]
+      if self.translator.channels == 1:
+        # The luminance of this face's frame only (the whole photo's is 192 MB of float32
+        # at 12 MP); align.cut crops the same box, so the face is the same.
+        x0, y0, x1, y1 = (align.frame_box(to_face, size, photo.shape)
+                          or (0, 0, photo.shape[1], photo.shape[0]))
+        gray = luminance(photo[y0:y1, x0:x1])
+        face = align.cut(gray, align.shifted(to_face, x0, y0), size)
+        face = np.clip(np.rint(face), 0, 255).astype(np.uint8)[..., None]
       else:
         rgb = photo if photo.ndim == 3 else np.repeat(photo[..., None], 3, axis=-1)
         face = align.cut(rgb[..., :3], to_face, size)
@@ -205,13 +209,14 @@ class PhotoEditor:
   @staticmethod
   def apply(photo: np.ndarray, faces: Sequence[PhotoFace], deltas: Sequence[np.ndarray]
             ) -> np.ndarray:
-    """The photo with each face's edit (float [S, S] gray levels) added to its luminance."""
-    out = photo
+    """The photo with each face's edit (float [S, S] gray levels) added to its luminance:
+    a new array (one copy of the photo, however many faces)."""
+    out = None
     for face, delta in zip(faces, deltas):
       pasted = align.paste(delta, face.to_face, photo.shape)
       if pasted is not None:
-        out = align.add_luminance(out, *pasted)
-    return out if out is not photo else photo.copy()
+        out = align.add_luminance(photo if out is None else out, *pasted, copy=out is None)
+    return photo.copy() if out is None else out
 
   def edit_all(self, photo, emotions: str | Sequence[str] | None = None,
                intensity: float = 1.0, faces: list[PhotoFace] | None = None) -> PhotoEdits:

@@ -91,7 +91,11 @@ def decode_photo(data: bytes, name: str = "photo") -> Photo:
   # An ICC profile describes the file's own colour space: a CMYK one would mislabel RGB.
   icc = image.info.get("icc_profile") if image.mode in ("L", "RGB", "RGBA", "P") else None
   try:
-    upright = PIL.ImageOps.exif_transpose(image)  # also drops the orientation tag
+    if source_format == "TIFF":  # a copy: TIFF's own structural tags must not become EXIF
+      upright = PIL.ImageOps.exif_transpose(image)
+    else:  # in place: an upright photo is not copied (32 ms, 36 MB at 12 MP)
+      PIL.ImageOps.exif_transpose(image, in_place=True)  # also drops the orientation tag
+      upright = image
     exif = upright.getexif()
     if _ORIENTATION in exif:
       exif[_ORIENTATION] = 1
