@@ -110,27 +110,22 @@ def shifted(matrix: np.ndarray, dx: float, dy: float) -> np.ndarray:
 def cut(image: np.ndarray, to_face: np.ndarray, size: int = CANONICAL_SIZE) -> np.ndarray:
   """The model frame cut out of an image (gray or colour, any dtype OpenCV warps).
 
-  A face much larger than the frame is first shrunk by area averaging (warpAffine alone
-  would alias), then rotated and placed by a bilinear warp at about unit scale. Where the
-  frame leaves the photo the edge pixels repeat (as translate's square crops do).
+  A face larger than the frame is supersampled: warped (bilinear: rotation, shift, and a
+  scale of about 1) into a frame k times the size, then averaged over k x k blocks, so
+  every photo pixel counts once and nothing is blurred twice. Where the frame leaves the
+  photo the edge pixels repeat (as translate's square crops do).
   """
   image = np.asarray(image)
-  box = frame_box(to_face, size, image.shape)
-  if box is None:
-    box = (0, 0, image.shape[1], image.shape[0])
+  box = frame_box(to_face, size, image.shape) or (0, 0, image.shape[1], image.shape[0])
   x0, y0, x1, y1 = box
-  roi = image[y0:y1, x0:x1]
   matrix = shifted(to_face, x0, y0)
-  shrink = scale_of(matrix)
-  if shrink < 0.99:  # any shrink: area-average first, so the warp itself is at ~unit scale
-    height, width = roi.shape[:2]
-    w, h = max(1, round(width * shrink)), max(1, round(height * shrink))
-    roi = cv2.resize(roi, (w, h), interpolation=cv2.INTER_AREA)
-    pre = np.array([[w / width, 0, 0.5 * w / width - 0.5],
-                    [0, h / height, 0.5 * h / height - 0.5]], np.float64)
-    # frame <- roi pixels: matrix = M_small o pre, so M_small = matrix o pre^-1.
-    matrix = compose(matrix, invert(pre))
-  return cv2.warpAffine(roi, matrix, (size, size), flags=cv2.INTER_LINEAR,
+  k = max(1, int(math.ceil(1.0 / scale_of(matrix) - 1e-6)))
+  if k > 1:  # frame -> the k-times frame, pixel centres kept: x' = k (x + 0.5) - 0.5
+    up = np.array([[k, 0.0, (k - 1) / 2], [0.0, k, (k - 1) / 2]], np.float64)
+    big = cv2.warpAffine(image[y0:y1, x0:x1], compose(up, matrix), (size * k, size * k),
+                         flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return cv2.resize(big, (size, size), interpolation=cv2.INTER_AREA)
+  return cv2.warpAffine(image[y0:y1, x0:x1], matrix, (size, size), flags=cv2.INTER_LINEAR,
                         borderMode=cv2.BORDER_REPLICATE)
 
 
