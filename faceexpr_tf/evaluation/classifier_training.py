@@ -325,8 +325,8 @@ def train_classifier(data_source: str, run_dir: str, *, emotions, train_usage="T
       "validation": scores, "command": command}
   _replace_json(keras_files.record_path(final_path), record)
   write_report(run_dir, record)
-  logging.info("Classifier: %.1f%% on %s (%s); per class %s -> %s",
-               100 * scores["accuracy"], val.source, val_usage,
+  logging.info("Classifier: %.1f%% on %s; per class %s -> %s",
+               100 * scores["accuracy"], val.source,
                {k: round(100 * v, 1) for k, v in scores["per_class"].items()}, final_path)
   return record
 
