@@ -222,7 +222,7 @@ class Discriminator(keras.Model):
 def edit_masks(generator: Generator, images, num_classes: int):
   """Where an attention G edits each face toward each class: 1 - A, float [N, K, S, S, 1]
   in [0, 1] (1: the pixel is G's, 0: the input's); None for other outputs."""
-  if generator.config.g_output != "attention":
+  if getattr(getattr(generator, "config", None), "g_output", None) != "attention":
     return None
   n = ops.shape(images)[0]
   masks = [generator.edit(images, ops.one_hot(ops.full((n,), c, "int32"), num_classes),

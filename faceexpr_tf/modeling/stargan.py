@@ -28,6 +28,7 @@ TRAIN_METRICS = ("D/loss", "D/loss_real", "D/loss_fake", "D/loss_cls", "D/loss_g
                  "D/loss_r1", "G/loss", "G/loss_fake", "G/loss_rec", "G/loss_cls", "G/loss_id",
                  "G/loss_guide", "G/loss_mask", "G/loss_mask_tv", "D/accuracy")
 EVAL_METRICS = ("D/accuracy", "G/loss_rec", "G/fake_accuracy")
+G_LOGS = tuple(name for name in TRAIN_METRICS if name.startswith("G/"))  # one G update's
 
 
 @keras.saving.register_keras_serializable(package="faceexpr_tf")
@@ -317,8 +318,7 @@ class StarGAN(keras.Model):
 
   def _g_step_if(self, do_g, x_real, label_trg, onehot_org, onehot_trg):
     """The G step when `do_g` (the same on every replica), else zero logs."""
-    zero = {name: tf.constant(0.0) for name in
-            ("G/loss", "G/loss_fake", "G/loss_rec", "G/loss_cls", "G/loss_id", "G/loss_guide")}
+    zero = {name: tf.constant(0.0) for name in G_LOGS}  # the same keys as _g_step's logs
     if tf.distribute.get_strategy().num_replicas_in_sync == 1:
       return tf.cond(do_g, lambda: self._g_step(x_real, label_trg, onehot_org, onehot_trg)[0],
                      lambda: zero)
