@@ -114,13 +114,3 @@ def labels_from_votes(votes: np.ndarray, scheme: str = "majority"
     else:
       labels[chosen] = FER_ID[name]
   return labels, {k: v for k, v in dropped.items() if v}
-
-
-def load_labels(path: str, num_rows: int, scheme: str = "majority"
-                ) -> tuple[np.ndarray, dict[str, int]]:
-  """labels_from_votes of a votes file that must hold one row per csv data row."""
-  votes = read_votes(path)
-  if len(votes) != num_rows:
-    raise VotesError(f"{path}: {len(votes)} rows of votes for a csv of {num_rows} rows: "
-                     "the votes file must be the one for this csv, in its row order")
-  return labels_from_votes(votes, scheme)

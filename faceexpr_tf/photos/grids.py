@@ -177,8 +177,7 @@ def _per_file_errors():
 def gather(path: str, stem: str, translator, opts: Options, stats: Stats):
   """One input's faces (an iterable); raises the per-file errors before yielding any."""
   if os.path.isdir(path):
-    raise faces.ImageReadError(f"{path}: no image files in this folder "
-                               f"({', '.join(faces.IMAGE_EXTENSIONS[:4])}, ...)")
+    raise inputs.empty_folder_error(path)
   if inputs.is_csv(path):
     if not os.path.isfile(path):
       raise faces.ImageReadError(f"{path}: no such file")

@@ -23,6 +23,12 @@ def split_inputs(values) -> list[str]:
   return paths
 
 
+def empty_folder_error(path: str) -> faces.ImageReadError:
+  """The error for a folder --input that holds no image (expand_inputs keeps it as is)."""
+  return faces.ImageReadError(f"{path}: no image files in this folder "
+                              f"({', '.join(faces.IMAGE_EXTENSIONS[:4])}, ...)")
+
+
 def is_csv(path: str) -> bool:
   return path.lower().endswith(_CSV_SUFFIXES)
 

@@ -122,8 +122,7 @@ def edit_photos(paths, editor: editor_lib.PhotoEditor, out_dir: str, emotions,
     stem = inputs.unique_stem(path, used)
     try:
       if os.path.isdir(path):
-        raise faces.ImageReadError(f"{path}: no image files in this folder "
-                                   f"({', '.join(faces.IMAGE_EXTENSIONS[:4])}, ...)")
+        raise inputs.empty_folder_error(path)
       photo = photo_files.read_photo(path)
       if photo.note:
         logging.info("%s", photo.note)
