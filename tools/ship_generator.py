@@ -1,0 +1,102 @@
+"""Makes a run's chosen checkpoint the package's shipped generator, with its record.
+
+Writes faceexpr_tf/assets/generator.keras (the run's moving-average G when it kept one),
+generator.json beside it (emotions, step, model and training flags, the commands, the data's
+sha256, the scores the checkpoint was chosen by) and generator_reference.npy (what
+tests/test_pretrained.py compares the shipped weights with). docs/MODEL_CARD.md says how
+the shipped model was chosen.
+
+  python tools/ship_generator.py --run_dir=runs/ferplus_diffaug --checkpoint=best \
+    --data=path/to/fer2013.csv.gz --command="python main.py train ..." \
+    --guide_command="python main.py train_classifier ..."
+"""
+
+import hashlib
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from absl import app  # pylint: disable=wrong-import-position
+from absl import flags  # pylint: disable=wrong-import-position
+import numpy as np  # pylint: disable=wrong-import-position
+
+from faceexpr_tf.serving import pretrained  # pylint: disable=wrong-import-position
+from faceexpr_tf.store import runs  # pylint: disable=wrong-import-position
+
+_RUN_DIR = flags.DEFINE_string("run_dir", None, "The run to ship from.", required=True)
+_CHECKPOINT = flags.DEFINE_string("checkpoint", "best", "A step, 'best' (the run's scored "
+                                  "best) or a checkpoint .npz path.")
+_DATA = flags.DEFINE_string("data", None, "The training data file, for its sha256.")
+_COMMAND = flags.DEFINE_string("command", "", "The command(s) that trained G.")
+_GUIDE_COMMAND = flags.DEFINE_string("guide_command", "", "The command that trained the guide.")
+_SELECTION = flags.DEFINE_string("selection", "", "How this checkpoint was chosen.")
+_OUT = flags.DEFINE_string("out", pretrained.SHIPPED_GENERATOR, "Where the .keras goes.")
+
+# The training flags a reader of the record needs to reproduce or judge the model.
+TRAINING_KEYS = ("batch_size", "g_lr", "d_lr", "lambda_cls", "lambda_rec", "lambda_guide",
+                 "lambda_mask", "lambda_mask_tv", "g_ema_decay", "lr_decay", "max_steps",
+                 "seed", "devices", "diffaug", "labels", "ferplus_scheme")
+
+
+def sha256(path: str) -> str:
+  digest = hashlib.sha256()
+  with open(path, "rb") as f:
+    for block in iter(lambda: f.read(1 << 20), b""):
+      digest.update(block)
+  return digest.hexdigest()
+
+
+def scores_at(run_dir: str, step: int) -> dict | None:
+  """The scores the run logged at `step` (scores.jsonl), or None."""
+  path = os.path.join(run_dir, "scores.jsonl")
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    for line in f:
+      row = json.loads(line)
+      if row.get("step") == step:
+        return {k: v for k, v in row.items() if k != "step"}
+  return None
+
+
+def make_record(run_dir: str, step: int) -> dict:
+  with open(os.path.join(run_dir, runs.CONFIG_FILE)) as f:
+    config = json.load(f)
+  training = config["training"]
+  record = {"emotions": config["emotions"], "step": step, "model": config["model"],
+            "command": _COMMAND.value, "guide_command": _GUIDE_COMMAND.value}
+  if _DATA.value:
+    record["data_sha256"] = sha256(_DATA.value)
+  record["training"] = {k: training[k] for k in TRAINING_KEYS if k in training}
+  if training.get("g_output") != "attention" and config["model"].get("g_output") != \
+      "attention":
+    record["training"].pop("lambda_mask", None)
+    record["training"].pop("lambda_mask_tv", None)
+  scores = scores_at(run_dir, step)
+  if scores is not None:
+    record[f"selection_scores_{training.get('eval_faces', 400)}_faces"] = scores
+  if _SELECTION.value:
+    record["selection"] = _SELECTION.value
+  return record
+
+
+def main(argv):
+  del argv
+  checkpoint = _CHECKPOINT.value
+  generator, _, step = runs.load_generator(
+      _RUN_DIR.value, None if checkpoint == "best" else
+      int(checkpoint) if checkpoint.isdigit() else checkpoint)
+  record = make_record(_RUN_DIR.value, step)
+  pretrained.save_generator(generator, _OUT.value, record)
+  reference = os.path.join(os.path.dirname(os.path.abspath(_OUT.value)),
+                           "generator_reference.npy")
+  loaded, _ = pretrained.load_generator(_OUT.value)  # the file as users will open it
+  np.save(reference, pretrained.reference_output(loaded))
+  print(f"Shipped {_RUN_DIR.value} step {step} -> {_OUT.value} "
+        f"({os.path.getsize(_OUT.value) / 1e6:.1f} MB), record and {reference}")
+
+
+if __name__ == "__main__":
+  app.run(main)
