@@ -2,6 +2,7 @@ import keras
 import numpy as np
 import pytest
 
+from faceexpr_tf import errors
 from faceexpr_tf.data import emotions as emotions_lib
 from faceexpr_tf.data import synthetic
 from faceexpr_tf.evaluation import classifier as classifier_lib
@@ -144,3 +145,53 @@ def test_realism_of_a_perfect_generator_on_unbalanced_emotions_is_at_the_floor()
   assert out["target_accuracy"] == 1.0
   assert out["fd"] < 2 * out["fd_floor"]
   assert 0 < out["realism_translations"] < out["translations"]
+
+
+def test_judge_classes_match_by_emotion_name():
+  five = ["Angry", "Happy", "Neutral", "Sad", "Surprise"]
+  assert scoring.judge_classes(five, EMOTIONS).tolist() == [0, 1, 3, 4]
+  assert scoring.judge_classes(EMOTIONS, EMOTIONS).tolist() == [0, 1, 2, 3]
+  assert scoring.judge_classes(None, EMOTIONS).tolist() == [0, 1, 2, 3]   # unnamed: same ids
+  with pytest.raises(errors.UserError, match="classifies Angry, Happy, Sad, Surprise: it "
+                     "cannot judge Neutral"):
+    scoring.judge_classes(EMOTIONS, five)
+
+
+class _FiveJudge(_MarkJudge):
+  """_MarkJudge with Neutral among its classes: Angry, Happy, Neutral, Sad, Surprise."""
+
+  emotions = ["Angry", "Happy", "Neutral", "Sad", "Surprise"]
+
+  def __call__(self, images):
+    x = images.reshape(len(images), -1).astype(np.float64)
+    onehot = np.eye(5)[np.rint(x[:, 0] / 40).astype(int)]
+    return np.concatenate([4 * onehot, x[:, 1:5] / 64], axis=1), 10 * onehot
+
+
+def test_a_judge_with_more_emotions_scores_by_name_and_counts_its_others_as_misses():
+  rng = np.random.default_rng(1)
+  labels = rng.choice(4, 200)
+  to_five = np.array([0, 1, 3, 4])            # G's Angry, Happy, Sad, Surprise
+
+  class Marking:
+    """Marks each translation with the judge's class `mark(target)`."""
+    num_classes, emotions = 4, list(EMOTIONS)
+
+    def __init__(self, mark):
+      self.mark = mark
+
+    def translate(self, images, target):
+      return _mark_faces(self.mark(np.asarray(target)), rng)
+
+  real = _mark_faces(to_five[labels], rng)
+  right, _ = scoring.score(Marking(lambda t: to_five[t]), _FiveJudge(), real, labels,
+                           cycle=False)
+  assert right["target_accuracy"] == 1.0 and right["judge_real_accuracy"] == 1.0
+  assert right["do_nothing_target_accuracy"] == 0.0
+  assert right["judge_real_accuracy_by_class"] == {0: 1.0, 1: 1.0, 2: 1.0, 3: 1.0}
+  # Read as Neutral (a class G does not have): every translation misses. Read by id
+  # instead of name, G's class 2 (Sad) would have counted as the judge's class 2.
+  neutral, arrays = scoring.score(Marking(lambda t: np.full_like(t, 2)), _FiveJudge(), real,
+                                  labels, cycle=False)
+  assert neutral["target_accuracy"] == 0.0
+  assert np.all(arrays["target_prob"] < 0.01)

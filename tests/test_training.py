@@ -203,6 +203,20 @@ def _tiny_judge(path):
   return path
 
 
+def test_a_judge_is_matched_to_the_run_by_emotion_name(tmp_path):
+  import json  # pylint: disable=g-import-not-at-top
+  from faceexpr_tf import errors  # pylint: disable=g-import-not-at-top
+  from faceexpr_tf.store import keras_files  # pylint: disable=g-import-not-at-top
+  judge = _tiny_judge(str(tmp_path / "judge.keras"))   # four classes, named below
+  with open(keras_files.record_path(judge), "w") as f:
+    json.dump({"emotions": ["Angry", "Happy", "Sad", "Surprise"]}, f)
+  five = ("Angry", "Happy", "Neutral", "Sad", "Surprise")
+  cfg = _config(tmp_path / "run", judge=judge, eval_every=4, emotions=five)
+  with pytest.raises(errors.UserError, match=r"^--judge=.*judge.keras classifies Angry, "
+                     r"Happy, Sad, Surprise: it cannot judge Neutral$"):
+    trainer._scorer(cfg, object(), None)  # pylint: disable=protected-access
+
+
 def test_scoring_while_training_logs_scores_and_keeps_the_best(tmp_path, monkeypatch):
   import json  # pylint: disable=g-import-not-at-top
   from faceexpr_tf.evaluation import scoring  # pylint: disable=g-import-not-at-top

@@ -11,6 +11,10 @@ Every face is translated to every other emotion. Three questions, each with numb
               the translations compared are drawn with the real faces' mix of emotions,
               see matched_mix)
 
+The judge and the generator meet by emotion name (judge_classes): a judge may know more
+emotions than G (a five-class judge with Neutral scoring a four-class G), and a
+translation it reads as one of the others is a miss.
+
 `choose_best` is the rule that keeps a run's best checkpoint (see its docstring).
 """
 
@@ -18,6 +22,7 @@ import dataclasses
 
 import numpy as np
 
+from faceexpr_tf import errors
 from faceexpr_tf.evaluation import classifier as classifier_lib
 from faceexpr_tf.evaluation import metrics
 from faceexpr_tf.serving import translators
@@ -32,6 +37,12 @@ class Judge:
     self.path = path
     self._features = classifier_lib.feature_model(model)
 
+  @property
+  def emotions(self) -> list[str] | None:
+    """The judge's emotions in class-id order, from its record (None if it names none)."""
+    names = self.record.get("emotions")
+    return list(names) if isinstance(names, (list, tuple)) else None
+
   def __call__(self, images_uint8: np.ndarray, batch: int = 256):
     """uint8 [N, S, S, 1] -> (features [N, D], logits [N, K])."""
     feats, logits = [], []
@@ -43,6 +54,20 @@ class Judge:
     if not feats:
       return np.zeros((0, 0)), np.zeros((0, 0))
     return np.concatenate(feats), np.concatenate(logits)
+
+
+def judge_classes(judge_emotions, emotions, what: str = "the judge") -> np.ndarray:
+  """For each of G's class ids (`emotions`, in order), the judge's class id of that emotion.
+
+  Either list None (a judge or G that names no emotions): the ids are taken as the same.
+  Raises UserError naming the emotions the judge does not know."""
+  if judge_emotions is None or emotions is None:
+    return np.arange(len(emotions or judge_emotions or []), dtype=np.int64)
+  missing = [e for e in emotions if e not in judge_emotions]
+  if missing:
+    raise errors.UserError(f"{what} classifies {', '.join(judge_emotions)}: it cannot judge "
+                           f"{', '.join(missing)}")
+  return np.asarray([list(judge_emotions).index(e) for e in emotions], np.int64)
 
 
 def load_judge(path: str | None = None) -> Judge:
@@ -133,12 +158,16 @@ def score(translator, judge: Judge, images: np.ndarray, labels: np.ndarray, *,
   k = translator.num_classes
   feats_real, logits_real = real if real is not None else judge(images)
   pred_real = logits_real.argmax(-1)
+  to_judge = judge_classes(getattr(judge, "emotions", None),
+                           getattr(translator, "emotions", None))
+  if len(to_judge) != k:  # neither names its emotions: the same ids
+    to_judge = np.arange(k)
   tr = translate_to_every_other(translator, images, labels, cycle, progress)
   feats_fake, logits_fake = judge(tr.images)
   prob_fake = _softmax(logits_fake)
   pred_fake = prob_fake.argmax(-1)
-  hit = pred_fake == tr.target
-  do_nothing = pred_real[tr.source] == tr.target
+  hit = pred_fake == to_judge[tr.target]
+  do_nothing = pred_real[tr.source] == to_judge[tr.target]
   ssim = metrics.ssim(images[tr.source], tr.images)
   corr = metrics.pixel_correlation(images[tr.source], tr.images)
   l1 = metrics.l1(images[tr.source], tr.images) / 255
@@ -153,17 +182,18 @@ def score(translator, judge: Judge, images: np.ndarray, labels: np.ndarray, *,
   from_b = from_b[matched_mix(tr.target[from_b], labels[half_a], seed)]
   fd = metrics.frechet_distance(feats_real[half_a], feats_fake[from_b])
   kid, kid_std = metrics.kid(feats_real[half_a], feats_fake[from_b], seed=seed)
-  real_matrix = classifier_lib.confusion_matrix(labels, pred_real, k)
+  real_matrix = classifier_lib.confusion_matrix(   # [true, predicted], the judge's ids
+      to_judge[labels], pred_real, max(logits_real.shape[-1], k))
+  real_by_class = classifier_lib.per_class_accuracy(real_matrix)[to_judge]
   out = {
       "faces": int(len(images)), "translations": int(len(tr.images)),
       "target_accuracy": float(hit.mean()),
       "target_accuracy_by_target": {int(t): float(hit[tr.target == t].mean())
                                     for t in range(k)},
       "do_nothing_target_accuracy": float(do_nothing.mean()),
-      "judge_real_accuracy": float((pred_real == labels).mean()),
+      "judge_real_accuracy": float((pred_real == to_judge[labels]).mean()),
       "judge_real_accuracy_by_class": {
-          int(c): float(a) for c, a in
-          enumerate(classifier_lib.per_class_accuracy(real_matrix))},
+          int(c): float(a) for c, a in enumerate(real_by_class)},
       "ssim": float(ssim.mean()), "pixel_correlation": float(corr.mean()),
       "inverted_share": float((corr < 0).mean()),
       "l1": float(l1.mean()), "psnr": float(psnr.mean()),
@@ -175,7 +205,7 @@ def score(translator, judge: Judge, images: np.ndarray, labels: np.ndarray, *,
   if cycle:
     out["cycle_l1"] = float((metrics.l1(images[tr.source], tr.cycled) / 255).mean())
   arrays = {"translations": tr, "hit": hit, "target_prob": prob_fake[
-      np.arange(len(hit)), tr.target], "ssim": ssim, "pixel_correlation": corr}
+      np.arange(len(hit)), to_judge[tr.target]], "ssim": ssim, "pixel_correlation": corr}
   return out, arrays
 
 

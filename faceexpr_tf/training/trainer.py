@@ -194,10 +194,11 @@ def _scorer(cfg: TrainConfig, faces: faceset.FaceSet | None, writer):
     raise errors.UserError("--eval_every needs validation faces (--val_usage, or a "
                            "validation folder); or pass --eval_every=0")
   judge = scoring.load_judge(None if cfg.judge == "shipped" else cfg.judge)
-  if judge.model.outputs[0].shape[-1] != len(cfg.emotions):
+  if judge.emotions is None and judge.model.outputs[0].shape[-1] != len(cfg.emotions):
     raise errors.UserError(f"--judge={cfg.judge}: classifies "
                            f"{judge.model.outputs[0].shape[-1]} emotions, the run has "
                            f"{len(cfg.emotions)}")
+  scoring.judge_classes(judge.emotions, cfg.emotions, f"--judge={cfg.judge}")  # one line
   picks = scoring.balanced_pick(faces.labels, cfg.eval_faces or len(faces), cfg.seed)
   logging.info("Scoring G every %d steps on %d validation faces with %s", cfg.eval_every,
                len(picks), judge.path)
