@@ -11,7 +11,6 @@ the shipped model was chosen.
     --guide_command="python main.py train_classifier ..."
 """
 
-import hashlib
 import json
 import os
 import sys
@@ -22,6 +21,7 @@ from absl import app  # pylint: disable=wrong-import-position
 from absl import flags  # pylint: disable=wrong-import-position
 import numpy as np  # pylint: disable=wrong-import-position
 
+from faceexpr_tf.evaluation import classifier as classifier_lib  # pylint: disable=wrong-import-position
 from faceexpr_tf.serving import pretrained  # pylint: disable=wrong-import-position
 from faceexpr_tf.store import runs  # pylint: disable=wrong-import-position
 
@@ -33,19 +33,16 @@ _COMMAND = flags.DEFINE_string("command", "", "The command(s) that trained G.")
 _GUIDE_COMMAND = flags.DEFINE_string("guide_command", "", "The command that trained the guide.")
 _SELECTION = flags.DEFINE_string("selection", "", "How this checkpoint was chosen.")
 _OUT = flags.DEFINE_string("out", pretrained.SHIPPED_GENERATOR, "Where the .keras goes.")
+_SET = flags.DEFINE_multi_string(
+    "set", [], "key=value (JSON value) for the record's training flags: a run continued in a "
+    "new run dir keeps the config.json it was copied with, so a later stage's flags "
+    "(--set=diffaug='\"color,translation,cutout\"' --set=max_steps=5000 "
+    "--set=fine_tune_from=3000) are given here.")
 
 # The training flags a reader of the record needs to reproduce or judge the model.
 TRAINING_KEYS = ("batch_size", "g_lr", "d_lr", "lambda_cls", "lambda_rec", "lambda_guide",
                  "lambda_mask", "lambda_mask_tv", "g_ema_decay", "lr_decay", "max_steps",
                  "seed", "devices", "diffaug", "labels", "ferplus_scheme")
-
-
-def sha256(path: str) -> str:
-  digest = hashlib.sha256()
-  with open(path, "rb") as f:
-    for block in iter(lambda: f.read(1 << 20), b""):
-      digest.update(block)
-  return digest.hexdigest()
 
 
 def scores_at(run_dir: str, step: int) -> dict | None:
@@ -68,8 +65,11 @@ def make_record(run_dir: str, step: int) -> dict:
   record = {"emotions": config["emotions"], "step": step, "model": config["model"],
             "command": _COMMAND.value, "guide_command": _GUIDE_COMMAND.value}
   if _DATA.value:
-    record["data_sha256"] = sha256(_DATA.value)
+    record["data_sha256"] = classifier_lib.file_sha256(_DATA.value)
   record["training"] = {k: training[k] for k in TRAINING_KEYS if k in training}
+  for item in _SET.value:
+    key, _, value = item.partition("=")
+    record["training"][key] = json.loads(value)
   if training.get("g_output") != "attention" and config["model"].get("g_output") != \
       "attention":
     record["training"].pop("lambda_mask", None)
