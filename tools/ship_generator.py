@@ -11,6 +11,7 @@ the shipped model was chosen.
     --guide_command="python main.py train_classifier ..."
 """
 
+import dataclasses
 import json
 import os
 import sys
@@ -24,6 +25,7 @@ import numpy as np  # pylint: disable=wrong-import-position
 from faceexpr_tf.evaluation import classifier as classifier_lib  # pylint: disable=wrong-import-position
 from faceexpr_tf.serving import pretrained  # pylint: disable=wrong-import-position
 from faceexpr_tf.store import runs  # pylint: disable=wrong-import-position
+from faceexpr_tf.training import callbacks  # pylint: disable=wrong-import-position
 
 _RUN_DIR = flags.DEFINE_string("run_dir", None, "The run to ship from.", required=True)
 _CHECKPOINT = flags.DEFINE_string("checkpoint", "best", "A step, 'best' (the run's scored "
@@ -47,36 +49,28 @@ TRAINING_KEYS = ("batch_size", "g_lr", "d_lr", "lambda_cls", "lambda_rec", "lamb
 
 def scores_at(run_dir: str, step: int) -> dict | None:
   """The scores the run logged at `step` (scores.jsonl), or None."""
-  path = os.path.join(run_dir, "scores.jsonl")
-  if not os.path.exists(path):
-    return None
-  with open(path) as f:
-    for line in f:
-      row = json.loads(line)
-      if row.get("step") == step:
-        return {k: v for k, v in row.items() if k != "step"}
+  for row in callbacks.read_scores(os.path.join(run_dir, "scores.jsonl")):
+    if row.get("step") == step:
+      return {k: v for k, v in row.items() if k != "step"}
   return None
 
 
 def make_record(run_dir: str, step: int) -> dict:
-  with open(os.path.join(run_dir, runs.CONFIG_FILE)) as f:
-    config = json.load(f)
-  training = config["training"]
-  record = {"emotions": config["emotions"], "step": step, "model": config["model"],
-            "command": _COMMAND.value, "guide_command": _GUIDE_COMMAND.value}
+  config = runs.read_config(run_dir)
+  record = {"emotions": list(config.emotions), "step": step,
+            "model": dataclasses.asdict(config.model), "command": _COMMAND.value,
+            "guide_command": _GUIDE_COMMAND.value}
   if _DATA.value:
     record["data_sha256"] = classifier_lib.file_sha256(_DATA.value)
-  record["training"] = {k: training[k] for k in TRAINING_KEYS if k in training}
+  keys = TRAINING_KEYS if config.model.g_output == "attention" else [
+      k for k in TRAINING_KEYS if not k.startswith("lambda_mask")]
+  record["training"] = {k: config.training[k] for k in keys if k in config.training}
   for item in _SET.value:
     key, _, value = item.partition("=")
     record["training"][key] = json.loads(value)
-  if training.get("g_output") != "attention" and config["model"].get("g_output") != \
-      "attention":
-    record["training"].pop("lambda_mask", None)
-    record["training"].pop("lambda_mask_tv", None)
   scores = scores_at(run_dir, step)
   if scores is not None:
-    record[f"selection_scores_{training.get('eval_faces', 400)}_faces"] = scores
+    record[f"selection_scores_{config.training.get('eval_faces', 400)}_faces"] = scores
   if _SELECTION.value:
     record["selection"] = _SELECTION.value
   return record

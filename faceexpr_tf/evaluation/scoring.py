@@ -59,10 +59,10 @@ class Judge:
 def judge_classes(judge_emotions, emotions, what: str = "the judge") -> np.ndarray:
   """For each of G's class ids (`emotions`, in order), the judge's class id of that emotion.
 
-  Either list None (a judge or G that names no emotions): the ids are taken as the same.
+  judge_emotions None (a judge whose record names none): the ids are taken as the same.
   Raises UserError naming the emotions the judge does not know."""
-  if judge_emotions is None or emotions is None:
-    return np.arange(len(emotions or judge_emotions or []), dtype=np.int64)
+  if judge_emotions is None:
+    return np.arange(len(emotions), dtype=np.int64)
   missing = [e for e in emotions if e not in judge_emotions]
   if missing:
     raise errors.UserError(f"{what} classifies {', '.join(judge_emotions)}: it cannot judge "
@@ -158,10 +158,8 @@ def score(translator, judge: Judge, images: np.ndarray, labels: np.ndarray, *,
   k = translator.num_classes
   feats_real, logits_real = real if real is not None else judge(images)
   pred_real = logits_real.argmax(-1)
-  to_judge = judge_classes(getattr(judge, "emotions", None),
-                           getattr(translator, "emotions", None))
-  if len(to_judge) != k:  # neither names its emotions: the same ids
-    to_judge = np.arange(k)
+  names = getattr(translator, "emotions", None)   # unnamed: the judge's ids are G's
+  to_judge = judge_classes(getattr(judge, "emotions", None), names) if names else np.arange(k)
   tr = translate_to_every_other(translator, images, labels, cycle, progress)
   feats_fake, logits_fake = judge(tr.images)
   prob_fake = _softmax(logits_fake)

@@ -157,6 +157,19 @@ class SampleWriter(_StepCallback):
     self.writer.flush()
 
 
+def read_scores(path: str) -> list[dict]:
+  """The rows of a run's scores.jsonl, oldest first ([] when there is none yet)."""
+  history = []
+  if os.path.isfile(path):
+    with open(path) as f:
+      for line in f:
+        try:
+          history.append(json.loads(line))
+        except ValueError:
+          pass  # a line cut short by a kill
+  return history
+
+
 class ScoreKeeper(_StepCallback):
   """Every `every` steps: scores the shown G (the EMA copy when on) on fixed validation
   faces with an independent judge (scoring.score without the cycle pass), logs the scores
@@ -174,20 +187,9 @@ class ScoreKeeper(_StepCallback):
     self.history_path = os.path.join(run_dir, "scores.jsonl")
     self.writer = writer or tf.summary.create_file_writer(
         os.path.join(run_dir, "logs", "train"))
-    self.history = self._read_history()
+    self.history = read_scores(self.history_path)
     best = scoring.choose_best(self.history, rule)
     self.best = None if best is None else self.history[best]
-
-  def _read_history(self):
-    history = []
-    if os.path.isfile(self.history_path):
-      with open(self.history_path) as f:
-        for line in f:
-          try:
-            history.append(json.loads(line))
-          except ValueError:
-            pass  # a line cut short by a kill
-    return history
 
   def score_now(self, step):
     translator = translators.KerasTranslator(self.model.inference_generator, self.emotions,
