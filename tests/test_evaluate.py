@@ -130,6 +130,33 @@ def test_evaluate_shows_where_an_attention_g_edits(tiny_judge, tmp_path):
   assert abs(float(np.median(cell)) - 128) <= 2
 
 
+def test_a_four_class_judge_scores_a_five_class_g_on_its_four_emotions(tmp_path):
+  from faceexpr_tf.evaluation import classifier as classifier_lib
+  from faceexpr_tf.serving import translators  # pylint: disable=g-import-not-at-top
+  from faceexpr_tf.store import keras_files  # pylint: disable=g-import-not-at-top
+  judge = str(tmp_path / "judge.keras")
+  keras.utils.set_random_seed(1)
+  classifier_lib.build_classifier(classifier_lib.ClassifierConfig(width=8)).save(judge)
+  with open(keras_files.record_path(judge), "w") as f:
+    json.dump({"emotions": list(EMOTIONS)}, f)
+  five = ("Angry", "Happy", "Neutral", "Sad", "Surprise")
+  keras.utils.set_random_seed(0)
+  g = models.Generator(models.ModelConfig(g_conv_dim=8, g_repeat_num=1, num_classes=5,
+                                          g_output="residual"))
+  g.build()
+  csv = _synthetic_csv(tmp_path / "fer.csv")      # 24 faces of the four, one Neutral
+  out = str(tmp_path / "report")
+  scores = evaluate.real_report(translators.KerasTranslator(g, five, "five-class G"), csv,
+                                out, judge=scoring.load_judge(judge), show_progress=False)
+  # The Neutral face and Neutral targets are left out: the four-class numbers.
+  assert scores["faces"] == 24 and scores["translations"] == 72
+  assert scores["judged_emotions"] == list(EMOTIONS)
+  assert set(scores["target_accuracy_by_target"]) == set(EMOTIONS)
+  assert len(scores["target_accuracy_by_pair"]) == 12
+  for name in ("report.md", "pairs.csv"):
+    assert "Neutral" not in open(os.path.join(out, name)).read(), name
+
+
 def test_evaluate_cli_on_csv_with_a_named_classifier(run_dir, tiny_judge, tmp_path, main_py):
   # `python main.py evaluate ...` through conftest.py's main_py: a process forked from one
   # that imported TensorFlow once (no ~10 s import for each of the two commands).

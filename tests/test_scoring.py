@@ -152,9 +152,11 @@ def test_judge_classes_match_by_emotion_name():
   assert scoring.judge_classes(five, EMOTIONS).tolist() == [0, 1, 3, 4]
   assert scoring.judge_classes(EMOTIONS, EMOTIONS).tolist() == [0, 1, 2, 3]
   assert scoring.judge_classes(None, EMOTIONS).tolist() == [0, 1, 2, 3]   # unnamed: same ids
-  with pytest.raises(errors.UserError, match="classifies Angry, Happy, Sad, Surprise: it "
-                     "cannot judge Neutral"):
-    scoring.judge_classes(EMOTIONS, five)
+  # A judge without Neutral: -1, its faces and targets are left out of the scores.
+  assert scoring.judge_classes(EMOTIONS, five).tolist() == [0, 1, -1, 2, 3]
+  with pytest.raises(errors.UserError, match="classifies Angry, Neutral: it knows 1 of "
+                     "Angry, Happy, Sad, Surprise, too few to judge"):
+    scoring.judge_classes(["Angry", "Neutral"], EMOTIONS)
 
 
 class _FiveJudge(_MarkJudge):
@@ -195,3 +197,36 @@ def test_a_judge_with_more_emotions_scores_by_name_and_counts_its_others_as_miss
                                   labels, cycle=False)
   assert neutral["target_accuracy"] == 0.0
   assert np.all(arrays["target_prob"] < 0.01)
+
+
+def test_a_judge_with_fewer_emotions_scores_only_the_ones_it_knows():
+  # A four-class judge on a five-class G (Neutral at G's id 2): Neutral faces and Neutral
+  # targets are left out, so the scores are the four-emotion ones.
+  rng = np.random.default_rng(2)
+  labels = rng.choice(5, 300)
+  to_four = np.array([0, 1, -1, 2, 3])   # G's id -> the judge's (Neutral: unknown)
+
+  class FiveClassG:
+    num_classes, emotions = 5, ["Angry", "Happy", "Neutral", "Sad", "Surprise"]
+    asked = []
+
+    def translate(self, images, target):
+      self.asked.extend(np.asarray(target).tolist())
+      return _mark_faces(to_four[np.asarray(target)], rng)
+
+  class FourJudge(_MarkJudge):
+    emotions = list(EMOTIONS)
+
+  real = _mark_faces(np.maximum(to_four[labels], 0), rng)
+  g = FiveClassG()
+  out, arrays = scoring.score(g, FourJudge(), real, labels, cycle=False)
+  four = np.flatnonzero(labels != 2)
+  assert out["faces"] == len(four) and out["translations"] == 3 * len(four)
+  assert 2 not in g.asked and out["judged_classes"] == [0, 1, 3, 4]
+  assert out["target_accuracy"] == 1.0 and out["judge_real_accuracy"] == 1.0
+  assert sorted(out["target_accuracy_by_target"]) == [0, 1, 3, 4]
+  assert sorted(out["judge_real_accuracy_by_class"]) == [0, 1, 3, 4]
+  tr = arrays["translations"]
+  # Sources index the caller's faces, Neutral ones never among them.
+  assert np.array_equal(labels[tr.source], tr.source_label)
+  assert set(tr.source.tolist()) == set(four.tolist())

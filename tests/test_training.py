@@ -14,6 +14,7 @@ import conftest
 from faceexpr_tf.modeling import models
 from faceexpr_tf.store import runs
 from faceexpr_tf.training import callbacks
+from faceexpr_tf.training import devices
 from faceexpr_tf.training import trainer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -209,12 +210,31 @@ def test_a_judge_is_matched_to_the_run_by_emotion_name(tmp_path):
   from faceexpr_tf.store import keras_files  # pylint: disable=g-import-not-at-top
   judge = _tiny_judge(str(tmp_path / "judge.keras"))   # four classes, named below
   with open(keras_files.record_path(judge), "w") as f:
-    json.dump({"emotions": ["Angry", "Happy", "Sad", "Surprise"]}, f)
-  five = ("Angry", "Happy", "Neutral", "Sad", "Surprise")
-  cfg = _config(tmp_path / "run", judge=judge, eval_every=4, emotions=five)
+    json.dump({"emotions": ["Angry", "Disgust", "Fear", "Neutral"]}, f)
+  cfg = _config(tmp_path / "run", judge=judge, eval_every=4)
   with pytest.raises(errors.UserError, match=r"^--judge=.*judge.keras classifies Angry, "
-                     r"Happy, Sad, Surprise: it cannot judge Neutral$"):
+                     r"Disgust, Fear, Neutral: it knows 1 of Angry, Happy, Sad, Surprise, "
+                     r"too few to judge$"):
     trainer._scorer(cfg, object(), None)  # pylint: disable=protected-access
+
+
+def test_a_guide_must_classify_the_runs_emotions_in_its_order(tmp_path):
+  import json  # pylint: disable=g-import-not-at-top
+  from faceexpr_tf import errors  # pylint: disable=g-import-not-at-top
+  from faceexpr_tf.store import keras_files  # pylint: disable=g-import-not-at-top
+  guide = _tiny_judge(str(tmp_path / "guide.keras"))   # four classes, named below
+  five = ("Angry", "Happy", "Neutral", "Sad", "Surprise")
+  cfg = _config(tmp_path / "run", guide=guide, lambda_guide=1.0, emotions=five)
+  plan = devices.plan(precision="float32", jit_compile="false")
+  with pytest.raises(errors.UserError, match=r"^--guide=.*guide.keras: classifies 4 "
+                     r"emotions, the run trains Angry, Happy, Neutral, Sad, Surprise"):
+    trainer.build_stargan(cfg, plan)
+  with open(keras_files.record_path(guide), "w") as f:   # same count, another order
+    json.dump({"emotions": ["Happy", "Angry", "Sad", "Surprise"]}, f)
+  cfg = _config(tmp_path / "run", guide=guide, lambda_guide=1.0)
+  with pytest.raises(errors.UserError, match=r"classifies Happy, Angry, Sad, Surprise, "
+                     r"the run trains Angry, Happy, Sad, Surprise"):
+    trainer.build_stargan(cfg, plan)
 
 
 def test_scoring_while_training_logs_scores_and_keeps_the_best(tmp_path, monkeypatch):

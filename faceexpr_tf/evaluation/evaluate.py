@@ -223,24 +223,31 @@ def real_report(translator, source: str, out_dir: str, *, usage="PublicTest",
                             **(labels or {}))
   if max_faces and max_faces < len(faces):
     faces = faces.subset(scoring.balanced_pick(faces.labels, max_faces, seed))
-  k, names = translator.num_classes, translator.emotions
+  k, all_names = translator.num_classes, translator.emotions
+  judged = scoring.judged_classes(judge, translator)
+  names = [all_names[c] for c in judged]   # the emotions scored: those the judge knows
+  if len(judged) < k:
+    logging.info("%s does not classify %s: faces and targets of it are not scored",
+                 judge.path, ", ".join(e for e in all_names if e not in names))
+  count = int(np.isin(faces.labels, judged).sum()) * (len(judged) - 1)
   logging.info("Scoring %s on %d faces of %s (%d translations) with %s", translator.source,
-               len(faces), faces.source, len(faces) * (k - 1), judge.path)
-  bar = keras.utils.Progbar(len(faces) * (k - 1), unit_name="translation",
-                            verbose=1 if show_progress else 0)
+               count // max(len(judged) - 1, 1), faces.source, count, judge.path)
+  bar = keras.utils.Progbar(count, unit_name="translation", verbose=1 if show_progress else 0)
   scores, arrays = scoring.score(translator, judge, faces.images, faces.labels,
                                  progress=lambda done, total: bar.update(done), seed=seed)
   tr = arrays["translations"]
-  pairs = pd.crosstab(pd.Categorical([names[i] for i in tr.source_label], names),
-                      pd.Categorical([names[i] for i in tr.target], names),
+  names_of = lambda ids: [all_names[i] for i in ids]
+  pairs = pd.crosstab(pd.Categorical(names_of(tr.source_label), names),
+                      pd.Categorical(names_of(tr.target), names),
                       values=arrays["hit"].astype(float), aggfunc="mean", dropna=False)
   pairs.index.name, pairs.columns.name = "source", "target"
   scores["target_accuracy_by_pair"] = {
       f"{s}->{t}": float(pairs.loc[s, t]) for s in names for t in names if s != t}
-  scores["target_accuracy_by_target"] = {names[t]: v for t, v in
+  scores["target_accuracy_by_target"] = {all_names[t]: v for t, v in
                                          scores["target_accuracy_by_target"].items()}
   scores["judge_real_accuracy_by_class"] = {
-      names[c]: v for c, v in scores["judge_real_accuracy_by_class"].items()}
+      all_names[c]: v for c, v in scores["judge_real_accuracy_by_class"].items()}
+  scores["judged_emotions"] = names_of(scores.pop("judged_classes"))
   scores.update(model=translator.source, step=translator.step, data=faces.source,
                 judge=judge.path, judge_record_accuracy=judge.record.get(
                     "validation", {}).get("accuracy"))
@@ -252,7 +259,7 @@ def real_report(translator, source: str, out_dir: str, *, usage="PublicTest",
   cells = np.concatenate([faces.images[picks][:, None],
                           translator.translate_all(faces.images[picks])], axis=1)
   visualize.write_png(os.path.join(out_dir, "samples.png"),
-                      visualize.make_grid(cells, ["input", *names], scale=2))
+                      visualize.make_grid(cells, ["input", *all_names], scale=2))
   generator = getattr(translator, "generator", None)  # Keras Gs: an attention G's masks
   masks = None if generator is None else models.edit_masks(
       generator, translators.to_model_range(faces.images[picks]), k)
@@ -260,7 +267,7 @@ def real_report(translator, source: str, out_dir: str, *, usage="PublicTest",
     shown = translators.to_uint8(np.asarray(masks) * 2.0 - 1.0)
     visualize.write_png(os.path.join(out_dir, "masks.png"), visualize.make_grid(
         np.concatenate([faces.images[picks][:, None], shown], axis=1),
-        ["input", *[f"edit: {n}" for n in names]], scale=2))
+        ["input", *[f"edit: {n}" for n in all_names]], scale=2))
   visualize.write_png(os.path.join(out_dir, "worst.png"),
                       worst_figure(faces.images, arrays, names))
   with open(os.path.join(out_dir, "report.md"), "w") as f:

@@ -13,7 +13,9 @@ Every face is translated to every other emotion. Three questions, each with numb
 
 The judge and the generator meet by emotion name (judge_classes): a judge may know more
 emotions than G (a five-class judge with Neutral scoring a four-class G), and a
-translation it reads as one of the others is a miss.
+translation it reads as one of the others is a miss; a judge that knows fewer scores G on
+the emotions it knows (a four-class judge scoring a five-class G on the four paper
+emotions: faces and targets of the others are left out).
 
 `choose_best` is the rule that keeps a run's best checkpoint (see its docstring).
 """
@@ -57,17 +59,27 @@ class Judge:
 
 
 def judge_classes(judge_emotions, emotions, what: str = "the judge") -> np.ndarray:
-  """For each of G's class ids (`emotions`, in order), the judge's class id of that emotion.
+  """For each of G's class ids (`emotions`, in order), the judge's class id of that emotion,
+  -1 where the judge does not know it (those faces and targets are not scored).
 
   judge_emotions None (a judge whose record names none): the ids are taken as the same.
-  Raises UserError naming the emotions the judge does not know."""
+  Raises UserError when the judge knows fewer than two of G's emotions."""
   if judge_emotions is None:
     return np.arange(len(emotions), dtype=np.int64)
-  missing = [e for e in emotions if e not in judge_emotions]
-  if missing:
-    raise errors.UserError(f"{what} classifies {', '.join(judge_emotions)}: it cannot judge "
-                           f"{', '.join(missing)}")
-  return np.asarray([list(judge_emotions).index(e) for e in emotions], np.int64)
+  known = [e for e in emotions if e in judge_emotions]
+  if len(known) < 2:
+    raise errors.UserError(f"{what} classifies {', '.join(judge_emotions)}: it knows "
+                           f"{len(known)} of {', '.join(emotions)}, too few to judge")
+  return np.asarray([list(judge_emotions).index(e) if e in judge_emotions else -1
+                     for e in emotions], np.int64)
+
+
+def judged_classes(judge, translator) -> np.ndarray:
+  """G's class ids that `judge` scores (all of them unless the judge lacks some)."""
+  names = getattr(translator, "emotions", None)
+  if not names:  # unnamed: the judge's ids are G's
+    return np.arange(translator.num_classes)
+  return np.flatnonzero(judge_classes(getattr(judge, "emotions", None), names) >= 0)
 
 
 def load_judge(path: str | None = None) -> Judge:
@@ -86,12 +98,18 @@ class Translations:
 
 
 def translate_to_every_other(translator, images: np.ndarray, labels: np.ndarray,
-                             cycle: bool = True, progress=None) -> Translations:
-  k = translator.num_classes
-  idx = np.repeat(np.arange(len(images)), k - 1)
-  # The k-1 targets of a face of class l are l+1, ..., l+k-1 (mod k).
-  shift = np.tile(np.arange(1, k), len(images))
-  target = ((labels[idx] + shift) % k).astype(np.int32)
+                             cycle: bool = True, progress=None, classes=None) -> Translations:
+  """Each face translated to every other class of `classes` (sorted G class ids, every
+  label among them; default all of G's)."""
+  classes = np.arange(translator.num_classes) if classes is None else np.asarray(classes)
+  m = len(classes)
+  position = np.searchsorted(classes, labels)
+  if len(labels) and not np.array_equal(classes[np.minimum(position, m - 1)], labels):
+    raise ValueError(f"labels outside the translated classes {classes.tolist()}")
+  idx = np.repeat(np.arange(len(images)), m - 1)
+  # The m-1 targets of a face at position p are positions p+1, ..., p+m-1 (mod m).
+  shift = np.tile(np.arange(1, m), len(images))
+  target = classes[(position[idx] + shift) % m].astype(np.int32)
   out = np.empty((len(idx),) + images.shape[1:], np.uint8)
   back = np.empty_like(out) if cycle else None
   chunk = 256
@@ -156,11 +174,17 @@ def score(translator, judge: Judge, images: np.ndarray, labels: np.ndarray, *,
   translations and per-translation values for figures).
   """
   k = translator.num_classes
-  feats_real, logits_real = real if real is not None else judge(images)
-  pred_real = logits_real.argmax(-1)
   names = getattr(translator, "emotions", None)   # unnamed: the judge's ids are G's
   to_judge = judge_classes(getattr(judge, "emotions", None), names) if names else np.arange(k)
-  tr = translate_to_every_other(translator, images, labels, cycle, progress)
+  judged = np.flatnonzero(to_judge >= 0)
+  kept = np.flatnonzero(np.isin(labels, judged))  # faces of emotions the judge knows
+  images, labels = images[kept], labels[kept]
+  if real is not None:
+    feats_real, logits_real = real[0][kept], real[1][kept]
+  else:
+    feats_real, logits_real = judge(images)
+  pred_real = logits_real.argmax(-1)
+  tr = translate_to_every_other(translator, images, labels, cycle, progress, judged)
   feats_fake, logits_fake = judge(tr.images)
   prob_fake = _softmax(logits_fake)
   pred_fake = prob_fake.argmax(-1)
@@ -182,26 +206,28 @@ def score(translator, judge: Judge, images: np.ndarray, labels: np.ndarray, *,
   kid, kid_std = metrics.kid(feats_real[half_a], feats_fake[from_b], seed=seed)
   real_matrix = classifier_lib.confusion_matrix(   # [true, predicted], the judge's ids
       to_judge[labels], pred_real, max(logits_real.shape[-1], k))
-  real_by_class = classifier_lib.per_class_accuracy(real_matrix)[to_judge]
+  real_by_class = classifier_lib.per_class_accuracy(real_matrix)[to_judge[judged]]
   out = {
       "faces": int(len(images)), "translations": int(len(tr.images)),
       "target_accuracy": float(hit.mean()),
       "target_accuracy_by_target": {int(t): float(hit[tr.target == t].mean())
-                                    for t in range(k)},
+                                    for t in judged},
       "do_nothing_target_accuracy": float(do_nothing.mean()),
       "judge_real_accuracy": float((pred_real == to_judge[labels]).mean()),
       "judge_real_accuracy_by_class": {
-          int(c): float(a) for c, a in enumerate(real_by_class)},
+          int(c): float(a) for c, a in zip(judged, real_by_class)},
       "ssim": float(ssim.mean()), "pixel_correlation": float(corr.mean()),
       "inverted_share": float((corr < 0).mean()),
       "l1": float(l1.mean()), "psnr": float(psnr.mean()),
       "fd": fd, "fd_floor": floor["fd"], "kid": kid, "kid_std": kid_std,
       "kid_floor": floor["kid"], "realism_translations": int(len(from_b)),
+      "judged_classes": [int(c) for c in judged],
   }
   out["target_accuracy_vs_real"] = out["target_accuracy"] / max(
       out["judge_real_accuracy"], 1e-9)
   if cycle:
     out["cycle_l1"] = float((metrics.l1(images[tr.source], tr.cycled) / 255).mean())
+  tr.source = kept[tr.source]  # back to indices into the caller's faces
   arrays = {"translations": tr, "hit": hit, "target_prob": prob_fake[
       np.arange(len(hit)), to_judge[tr.target]], "ssim": ssim, "pixel_correlation": corr}
   return out, arrays

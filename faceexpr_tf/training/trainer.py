@@ -118,6 +118,20 @@ def _sample_images(faces: faceset.FaceSet, per_class: int = 2) -> np.ndarray:
   return faces.images[np.sort(np.asarray(picks, dtype=np.int64))]
 
 
+def _check_guide(cfg: TrainConfig, guide, guide_emotions) -> None:
+  """The guide's loss takes G's class ids as its own: its emotions must be G's, in order."""
+  classes = guide.outputs[0].shape[-1]
+  if guide_emotions:
+    same = list(guide_emotions) == list(cfg.emotions)
+  else:   # a record that names none: only the count can be checked
+    same = classes == len(cfg.emotions)
+  if not same:
+    known = ", ".join(guide_emotions) if guide_emotions else f"{classes} emotions"
+    raise errors.UserError(f"--guide={cfg.guide}: classifies {known}, the run trains "
+                           f"{', '.join(cfg.emotions)} (train the guide with the same "
+                           "--emotions)")
+
+
 def build_stargan(cfg: TrainConfig, plan: devices.DevicePlan, total_steps: int = 0
                   ) -> stargan.StarGAN:
   """G, D, StarGAN and optimizers, created inside the strategy's scope."""
@@ -125,7 +139,8 @@ def build_stargan(cfg: TrainConfig, plan: devices.DevicePlan, total_steps: int =
   if cfg.lambda_guide:
     if not cfg.guide:
       raise errors.UserError("--lambda_guide needs --guide=<classifier.keras>")
-    guide = classifier_lib.load_classifier(cfg.guide)[0]
+    guide, record = classifier_lib.load_classifier(cfg.guide)
+    _check_guide(cfg, guide, record.get("emotions"))
   with plan.strategy.scope():
     keras.utils.set_random_seed(cfg.seed)
     generator, discriminator = models.build_models(cfg.model)
@@ -198,7 +213,10 @@ def _scorer(cfg: TrainConfig, faces: faceset.FaceSet | None, writer):
     raise errors.UserError(f"--judge={cfg.judge}: classifies "
                            f"{judge.model.outputs[0].shape[-1]} emotions, the run has "
                            f"{len(cfg.emotions)}")
-  scoring.judge_classes(judge.emotions, cfg.emotions, f"--judge={cfg.judge}")  # one line
+  to_judge = scoring.judge_classes(judge.emotions, cfg.emotions, f"--judge={cfg.judge}")
+  if (to_judge < 0).any():
+    logging.info("--judge=%s does not classify %s: its faces and targets are not scored",
+                 cfg.judge, ", ".join(e for e, j in zip(cfg.emotions, to_judge) if j < 0))
   picks = scoring.balanced_pick(faces.labels, cfg.eval_faces or len(faces), cfg.seed)
   logging.info("Scoring G every %d steps on %d validation faces with %s", cfg.eval_every,
                len(picks), judge.path)
