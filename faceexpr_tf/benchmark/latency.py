@@ -18,6 +18,7 @@ from absl import logging
 from faceexpr_tf import errors
 from faceexpr_tf.benchmark import hardware
 from faceexpr_tf.benchmark import tables
+from faceexpr_tf.data import emotions as emotions_lib
 from faceexpr_tf.modeling import models
 
 HEADER = ("| date | machine | TF | G | conversion | batch-1 ms (1 thread) | max abs diff | "
@@ -71,11 +72,12 @@ def tflite_latency(modes: list[str], model: str, threads: int, table: str,
   hardware.set_threads(threads or 1)
   keras.mixed_precision.set_global_policy("float32")
   if model == "pretrained":
-    g, _ = pretrained.load_generator()
+    g, record = pretrained.load_generator()
+    emotions = tuple(record["emotions"])   # the shipped G's own (four or five)
   else:
     keras.utils.set_random_seed(0)
     g = models.build_models(models.ModelConfig())[0]
-  emotions = ("Angry", "Happy", "Sad", "Surprise")[:g.config.num_classes]
+    emotions = emotions_lib.DEFAULT_EMOTIONS
   faces = synthetic.synthetic_faceset(80, seed=1, emotions=emotions)
   calib, probe = faces.images[:300], faces.images[300:308]
   rows = []

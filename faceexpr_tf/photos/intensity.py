@@ -65,6 +65,16 @@ def _shipped_classifier():
   return classifier.load_classifier(None)
 
 
+def classifier_reads(translator: translators.Translator) -> bool:
+  """Does the shipped classifier read the translator's emotions (the same names in the
+  same order, from gray faces of the translator's size)? A five-class G with Neutral:
+  no, the shipped classifier knows the paper's four."""
+  _, record = _shipped_classifier()
+  names = tuple(str(n).lower() for n in record.get("emotions", ()))
+  return (names == tuple(n.lower() for n in translator.emotions) and translator.channels == 1
+          and record.get("config", {}).get("image_size") == translator.image_size)
+
+
 def source_estimator(translator: translators.Translator
                      ) -> Callable[[np.ndarray], np.ndarray]:
   """A function uint8 faces [N, S, S, C] -> source label estimates float32 [N, K].
@@ -73,12 +83,9 @@ def source_estimator(translator: translators.Translator
   like the translator's; uniform otherwise (the classifier is then never loaded).
   """
   k = translator.num_classes
-  model, record = _shipped_classifier()
-  names = tuple(str(n).lower() for n in record.get("emotions", ()))
-  size = record.get("config", {}).get("image_size")
-  if (names != tuple(n.lower() for n in translator.emotions) or translator.channels != 1
-      or size != translator.image_size):
+  if not classifier_reads(translator):
     return lambda faces: uniform(len(faces), k)
+  model, _ = _shipped_classifier()
 
   def estimate(faces: np.ndarray) -> np.ndarray:
     if not len(faces):

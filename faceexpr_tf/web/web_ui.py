@@ -205,8 +205,9 @@ class Page:
       item.animation = path
     if t.takes_label_vectors and item.steps is None:
       source = self._source(face.face)
-      item.read = (f" The classifier reads the largest as {t.emotions[int(np.argmax(source))]}"
-                   f" ({100 * float(np.max(source)):.0f}%).")
+      if intensity_lib.classifier_reads(t):   # else the source is uniform: nothing read
+        item.read = (f" The classifier reads the largest as "
+                     f"{t.emotions[int(np.argmax(source))]} ({100 * float(np.max(source)):.0f}%).")
       item.steps = self._steps(face.face, source)
 
   def _steps(self, face: np.ndarray, source: np.ndarray) -> np.ndarray:
