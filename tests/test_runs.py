@@ -89,6 +89,21 @@ def test_run_dir_refuses_other_model_flags(tmp_path):
   assert json.load(open(os.path.join(run_dir, "config.json")))["model"]["g_conv_dim"] == 8
 
 
+def test_a_resume_with_other_training_flags_records_them_and_keeps_the_earlier(tmp_path):
+  # A later stage (a copied run continued with other flags) must not ship with the flags
+  # of the stage it was copied from.
+  run_dir = str(tmp_path / "run")
+  runs.prepare_run_dir(run_dir, runs.RunConfig(TINY, EMOTIONS, {"lr": 1, "diffaug": ""}))
+  runs.prepare_run_dir(run_dir, runs.RunConfig(TINY, EMOTIONS, {"lr": 1, "diffaug": ""}))
+  assert runs.read_config(run_dir).earlier_training == ()       # same flags: unchanged
+  runs.prepare_run_dir(run_dir, runs.RunConfig(TINY, EMOTIONS, {"lr": 2, "diffaug": "color"}))
+  runs.prepare_run_dir(run_dir, runs.RunConfig(TINY, EMOTIONS, {"lr": 3, "diffaug": "color"}))
+  config = runs.read_config(run_dir)
+  assert config.training == {"lr": 3, "diffaug": "color"}
+  assert config.earlier_training == ({"lr": 1, "diffaug": ""}, {"lr": 2, "diffaug": "color"})
+  assert config.model == TINY and config.emotions == tuple(EMOTIONS)
+
+
 def test_load_generator_for_inference(tmp_path):
   run_dir = str(tmp_path)
   runs.prepare_run_dir(run_dir, runs.RunConfig(TINY, EMOTIONS))

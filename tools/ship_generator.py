@@ -36,10 +36,10 @@ _GUIDE_COMMAND = flags.DEFINE_string("guide_command", "", "The command that trai
 _SELECTION = flags.DEFINE_string("selection", "", "How this checkpoint was chosen.")
 _OUT = flags.DEFINE_string("out", pretrained.SHIPPED_GENERATOR, "Where the .keras goes.")
 _SET = flags.DEFINE_multi_string(
-    "set", [], "key=value (JSON value) for the record's training flags: a run continued in a "
-    "new run dir keeps the config.json it was copied with, so a later stage's flags "
-    "(--set=diffaug='\"color,translation,cutout\"' --set=max_steps=5000 "
-    "--set=fine_tune_from=3000) are given here.")
+    "set", [], "key=value (JSON value) for the record's training flags: the step a later "
+    "stage continued from (--set=fine_tune_from=3000), or, for a run continued before "
+    "config.json recorded each stage's own flags (runs.prepare_run_dir), that stage's "
+    "(--set=diffaug='\"color,translation,cutout\"' --set=max_steps=5000).")
 
 # The training flags a reader of the record needs to reproduce or judge the model.
 TRAINING_KEYS = ("batch_size", "g_lr", "d_lr", "lambda_cls", "lambda_rec", "lambda_guide",

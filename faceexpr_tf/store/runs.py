@@ -44,10 +44,14 @@ class RunConfig:
   model: models.ModelConfig
   emotions: tuple[str, ...]
   training: dict = dataclasses.field(default_factory=dict)
+  # The training flags of earlier runs in this dir that differed (oldest first): a
+  # resume with other flags, or a later stage continuing a copied run.
+  earlier_training: tuple[dict, ...] = ()
 
   def to_json(self) -> str:
     return json.dumps({"format": _FORMAT_VERSION, "model": dataclasses.asdict(self.model),
-                       "emotions": list(self.emotions), "training": self.training},
+                       "emotions": list(self.emotions), "training": self.training,
+                       "earlier_training": list(self.earlier_training)},
                       indent=2, sort_keys=True)
 
 
@@ -59,7 +63,7 @@ def read_config(run_dir: str) -> RunConfig:
     with open(path) as f:
       raw = json.load(f)
     return RunConfig(models.ModelConfig(**raw["model"]), tuple(raw["emotions"]),
-                     raw.get("training", {}))
+                     raw.get("training", {}), tuple(raw.get("earlier_training", ())))
   except FileNotFoundError:
     raise RunDirError(f"{path}: missing; is {run_dir} a faceexpr-tf run directory?") from None
   except (ValueError, KeyError, TypeError) as e:
@@ -97,6 +101,8 @@ def prepare_run_dir(run_dir: str, config: RunConfig) -> bool:
 
   Returns True when the run dir already held a run (so training resumes). Training flags
   (learning rate, epochs...) may change between resumes; model shape and emotions may not.
+  config.json's "training" is always the latest run's flags, the earlier ones kept in
+  "earlier_training".
   Locks the run dir for this process first (locks.lock_dir): a second writer is refused.
   """
   path = os.path.join(run_dir, CONFIG_FILE)
@@ -118,6 +124,15 @@ def prepare_run_dir(run_dir: str, config: RunConfig) -> bool:
       raise RunDirError(
           f"{run_dir} holds a run with different model flags: {'; '.join(diffs)}. "
           "Use those flags to resume it, or pick a new --run_dir.")
+    if config.training and config.training != old.training:
+      changed = sorted(k for k in set(config.training) | set(old.training)
+                       if config.training.get(k) != old.training.get(k))
+      logging.info("%s: training flags changed since its last run (%s); config.json records "
+                   "the new ones, the earlier under earlier_training", run_dir,
+                   ", ".join(changed))
+      earlier = old.earlier_training + ((old.training,) if old.training else ())
+      config = dataclasses.replace(config, earlier_training=earlier)
+      _write_atomic(path, lambda f: f.write(config.to_json().encode()))
     return True
   _write_atomic(path, lambda f: f.write(config.to_json().encode()))
   return False
