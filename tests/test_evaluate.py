@@ -5,6 +5,7 @@ import keras
 import numpy as np
 import pytest
 
+from faceexpr_tf import errors
 from faceexpr_tf.data import emotions as emotions_lib
 from faceexpr_tf.data import synthetic
 from faceexpr_tf.evaluation import evaluate
@@ -155,6 +156,16 @@ def test_a_four_class_judge_scores_a_five_class_g_on_its_four_emotions(tmp_path)
   assert len(scores["target_accuracy_by_pair"]) == 12
   for name in ("report.md", "pairs.csv"):
     assert "Neutral" not in open(os.path.join(out, name)).read(), name
+  # --score_emotions narrows further: two emotions, their faces only, one target each.
+  two = evaluate.real_report(translators.KerasTranslator(g, five, "five-class G"), csv, out,
+                             judge=scoring.load_judge(judge), show_progress=False,
+                             score_emotions=["Happy", "Surprise"])
+  assert two["judged_emotions"] == ["Happy", "Surprise"]
+  assert two["faces"] == 12 and two["translations"] == 12
+  with pytest.raises(errors.UserError, match="fewer than two emotions left to score"):
+    evaluate.real_report(translators.KerasTranslator(g, five, "five-class G"), csv, out,
+                         judge=scoring.load_judge(judge), show_progress=False,
+                         score_emotions=["Happy", "Neutral"])
 
 
 def test_evaluate_cli_on_csv_with_a_named_classifier(run_dir, tiny_judge, tmp_path, main_py):

@@ -53,6 +53,10 @@ _EVAL_USAGE = flags.DEFINE_string("eval_usage", "PublicTest", "csv Usage to eval
 _CLASSIFIER = flags.DEFINE_string("classifier", "shipped", "The judge on real faces: "
                                   "'shipped', a .keras from train_classifier, or "
                                   "'discriminator' (the run's own D).", flag_values=FLAGS)
+_SCORE_EMOTIONS = flags.DEFINE_list(
+    "score_emotions", None, "Score only these of the model's emotions, as sources and "
+    "targets (default: all the judge knows), e.g. Angry,Happy,Sad,Surprise for a "
+    "five-class G beside a four-class one.", flag_values=FLAGS)
 _EVAL_FACES = flags.DEFINE_integer("eval_faces", 0, "Score only this many faces, "
                                    "class-balanced (0 = all).", flag_values=FLAGS)
 _OUT = flags.DEFINE_string("out", None, "Report folder (default: <run_dir>/report, or "
@@ -210,13 +214,15 @@ def judged_report(run_dir, source, usage="PublicTest", checkpoint=None, batch=64
 
 def real_report(translator, source: str, out_dir: str, *, usage="PublicTest",
                 judge: scoring.Judge | None = None, max_faces: int = 0, seed: int = 0,
-                show_progress: bool = True, labels: dict | None = None) -> dict:
+                show_progress: bool = True, labels: dict | None = None,
+                score_emotions=None) -> dict:
   """Scores `translator` (translators.Translator) on real faces with the judge; writes
   metrics.json, report.md, pairs.csv, samples.png and worst.png (and masks.png: where an
   attention G edits) into out_dir.
 
   labels: loader.load_faces's label arguments (labels, ferplus, ferplus_scheme): which
-  faces count as which emotion (the sources' and pairs' labels)."""
+  faces count as which emotion (the sources' and pairs' labels).
+  score_emotions: names of the model's emotions to score (None: all the judge knows)."""
   judge = judge or scoring.load_judge()
   faces = loader.load_faces(source, translator.emotions, split="validation",
                             usage=usage.split(","), image_size=translator.image_size,
@@ -224,17 +230,19 @@ def real_report(translator, source: str, out_dir: str, *, usage="PublicTest",
   if max_faces and max_faces < len(faces):
     faces = faces.subset(scoring.balanced_pick(faces.labels, max_faces, seed))
   k, all_names = translator.num_classes, translator.emotions
-  judged = scoring.judged_classes(judge, translator)
+  only = None if score_emotions is None else translator.class_ids(list(score_emotions))
+  judged = scoring.judged_classes(judge, translator, only)
   names = [all_names[c] for c in judged]   # the emotions scored: those the judge knows
   if len(judged) < k:
-    logging.info("%s does not classify %s: faces and targets of it are not scored",
-                 judge.path, ", ".join(e for e in all_names if e not in names))
+    logging.info("Not scored (faces and targets): %s",
+                 ", ".join(e for e in all_names if e not in names))
   count = int(np.isin(faces.labels, judged).sum()) * (len(judged) - 1)
   logging.info("Scoring %s on %d faces of %s (%d translations) with %s", translator.source,
                count // max(len(judged) - 1, 1), faces.source, count, judge.path)
   bar = keras.utils.Progbar(count, unit_name="translation", verbose=1 if show_progress else 0)
   scores, arrays = scoring.score(translator, judge, faces.images, faces.labels,
-                                 progress=lambda done, total: bar.update(done), seed=seed)
+                                 progress=lambda done, total: bar.update(done), seed=seed,
+                                 only=only)
   tr = arrays["translations"]
   names_of = lambda ids: [all_names[i] for i in ids]
   pairs = pd.crosstab(pd.Categorical(names_of(tr.source_label), names),
@@ -370,5 +378,6 @@ def run():
     translator = inference.load_translator(path, _CHECKPOINT.value)
     judge = scoring.load_judge(None if _CLASSIFIER.value == "shipped" else _CLASSIFIER.value)
     real_report(translator, _DATA.value, out_dir, usage=_EVAL_USAGE.value, judge=judge,
-                max_faces=_EVAL_FACES.value, seed=_SEED.value, labels=_LABELS.loader_args())
+                max_faces=_EVAL_FACES.value, seed=_SEED.value, labels=_LABELS.loader_args(),
+                score_emotions=_SCORE_EMOTIONS.value)
   return 0

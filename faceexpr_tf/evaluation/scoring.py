@@ -74,12 +74,20 @@ def judge_classes(judge_emotions, emotions, what: str = "the judge") -> np.ndarr
                      for e in emotions], np.int64)
 
 
-def judged_classes(judge, translator) -> np.ndarray:
-  """G's class ids that `judge` scores (all of them unless the judge lacks some)."""
+def judged_classes(judge, translator, only=None) -> np.ndarray:
+  """G's class ids that `judge` scores: all of them unless the judge lacks some, and only
+  those among `only` (G class ids; None: no limit). Raises UserError if fewer than two."""
   names = getattr(translator, "emotions", None)
   if not names:  # unnamed: the judge's ids are G's
-    return np.arange(translator.num_classes)
-  return np.flatnonzero(judge_classes(getattr(judge, "emotions", None), names) >= 0)
+    judged = np.arange(translator.num_classes)
+  else:
+    judged = np.flatnonzero(judge_classes(getattr(judge, "emotions", None), names) >= 0)
+  if only is not None:
+    judged = judged[np.isin(judged, np.asarray(only))]
+    if len(judged) < 2:
+      raise errors.UserError("fewer than two emotions left to score (the judge's and the "
+                             "ones asked for)")
+  return judged
 
 
 def load_judge(path: str | None = None) -> Judge:
@@ -166,17 +174,19 @@ def real_floor(features: np.ndarray, seed: int = 0) -> dict:
 
 
 def score(translator, judge: Judge, images: np.ndarray, labels: np.ndarray, *,
-          cycle: bool = True, real=None, progress=None, seed: int = 0) -> tuple[dict, dict]:
+          cycle: bool = True, real=None, progress=None, seed: int = 0,
+          only=None) -> tuple[dict, dict]:
   """Scores `translator` on uint8 faces with class `labels`.
 
   `real` may carry the judge's (features, logits) of `images` computed before (the
-  training callback reuses them). Returns (metrics dict, arrays dict with the
+  training callback reuses them). `only` (G class ids) limits the faces and targets
+  scored to those emotions (judged_classes). Returns (metrics dict, arrays dict with the
   translations and per-translation values for figures).
   """
   k = translator.num_classes
   names = getattr(translator, "emotions", None)   # unnamed: the judge's ids are G's
   to_judge = judge_classes(getattr(judge, "emotions", None), names) if names else np.arange(k)
-  judged = np.flatnonzero(to_judge >= 0)
+  judged = judged_classes(judge, translator, only)
   kept = np.flatnonzero(np.isin(labels, judged))  # faces of emotions the judge knows
   images, labels = images[kept], labels[kept]
   if real is not None:
