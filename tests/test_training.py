@@ -218,6 +218,22 @@ def test_a_judge_is_matched_to_the_run_by_emotion_name(tmp_path):
     trainer._scorer(cfg, object(), None)  # pylint: disable=protected-access
 
 
+def test_a_judge_without_neutral_scores_a_five_class_run_on_its_four(tmp_path):
+  import json  # pylint: disable=g-import-not-at-top
+  from faceexpr_tf.data import synthetic  # pylint: disable=g-import-not-at-top
+  from faceexpr_tf.store import keras_files  # pylint: disable=g-import-not-at-top
+  judge = _tiny_judge(str(tmp_path / "judge.keras"))
+  with open(keras_files.record_path(judge), "w") as f:
+    json.dump({"emotions": ["Angry", "Happy", "Sad", "Surprise"]}, f)
+  five = ("Angry", "Happy", "Neutral", "Sad", "Surprise")
+  faces = synthetic.synthetic_faceset(8, 0, five)          # 8 faces of each emotion
+  cfg = _config(tmp_path / "run", judge=judge, eval_every=4, eval_faces=20, emotions=five)
+  keeper = trainer._scorer(cfg, faces, None)  # pylint: disable=protected-access
+  # --eval_faces faces, all of emotions the judge knows: five of each of the four.
+  assert len(keeper.labels) == 20
+  assert np.bincount(keeper.labels, minlength=5).tolist() == [5, 5, 0, 5, 5]
+
+
 def test_a_guide_must_classify_the_runs_emotions_in_its_order(tmp_path):
   import json  # pylint: disable=g-import-not-at-top
   from faceexpr_tf import errors  # pylint: disable=g-import-not-at-top

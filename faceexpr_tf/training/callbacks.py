@@ -216,7 +216,7 @@ class ScoreKeeper(_StepCallback):
       kept = " -> new best checkpoint"
     logging.info("Scores at step %d (%d faces, %.0f s): target accuracy %.3f (do nothing "
                  "%.3f), SSIM %.3f, pixel correlation %.2f, FD %.3g (floor %.3g)%s%s",
-                 step, len(self.images), scores["seconds"], scores["target_accuracy"],
+                 step, scores["faces"], scores["seconds"], scores["target_accuracy"],
                  scores["do_nothing_target_accuracy"], scores["ssim"],
                  scores["pixel_correlation"], scores["fd"], scores["fd_floor"], kept,
                  "" if scores["eligible"] else f" [not eligible: "

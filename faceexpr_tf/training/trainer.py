@@ -217,7 +217,9 @@ def _scorer(cfg: TrainConfig, faces: faceset.FaceSet | None, writer):
   if (to_judge < 0).any():
     logging.info("--judge=%s does not classify %s: its faces and targets are not scored",
                  cfg.judge, ", ".join(e for e, j in zip(cfg.emotions, to_judge) if j < 0))
-  picks = scoring.balanced_pick(faces.labels, cfg.eval_faces or len(faces), cfg.seed)
+  scored = np.flatnonzero(to_judge[faces.labels] >= 0)   # faces of emotions it knows
+  picks = scored[scoring.balanced_pick(faces.labels[scored], cfg.eval_faces or len(scored),
+                                       cfg.seed)]
   logging.info("Scoring G every %d steps on %d validation faces with %s", cfg.eval_every,
                len(picks), judge.path)
   return callbacks_lib.ScoreKeeper(cfg.run_dir, judge, faces.images[picks],
