@@ -93,14 +93,17 @@ def test_a_resume_with_other_training_flags_records_them_and_keeps_the_earlier(t
   # A later stage (a copied run continued with other flags) must not ship with the flags
   # of the stage it was copied from.
   run_dir = str(tmp_path / "run")
-  runs.prepare_run_dir(run_dir, runs.RunConfig(TINY, EMOTIONS, {"lr": 1, "diffaug": ""}))
-  runs.prepare_run_dir(run_dir, runs.RunConfig(TINY, EMOTIONS, {"lr": 1, "diffaug": ""}))
+  first = {"lr": 1, "diffaug": "", "emotions": ("Angry", "Happy")}   # a tuple, as trainer's
+  runs.prepare_run_dir(run_dir, runs.RunConfig(TINY, EMOTIONS, first))
+  runs.prepare_run_dir(run_dir, runs.RunConfig(TINY, EMOTIONS, first))
   assert runs.read_config(run_dir).earlier_training == ()       # same flags: unchanged
+  runs.prepare_run_dir(run_dir, runs.RunConfig(TINY, EMOTIONS, {"lr": 1, "diffaug": ""}))
   runs.prepare_run_dir(run_dir, runs.RunConfig(TINY, EMOTIONS, {"lr": 2, "diffaug": "color"}))
   runs.prepare_run_dir(run_dir, runs.RunConfig(TINY, EMOTIONS, {"lr": 3, "diffaug": "color"}))
   config = runs.read_config(run_dir)
   assert config.training == {"lr": 3, "diffaug": "color"}
-  assert config.earlier_training == ({"lr": 1, "diffaug": ""}, {"lr": 2, "diffaug": "color"})
+  assert config.earlier_training == ({"lr": 1, "diffaug": "", "emotions": ["Angry", "Happy"]},
+                                     {"lr": 1, "diffaug": ""}, {"lr": 2, "diffaug": "color"})
   assert config.model == TINY and config.emotions == tuple(EMOTIONS)
 
 
