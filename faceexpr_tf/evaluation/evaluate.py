@@ -236,9 +236,10 @@ def real_report(translator, source: str, out_dir: str, *, usage="PublicTest",
   if len(judged) < k:
     logging.info("Not scored (faces and targets): %s",
                  ", ".join(e for e in all_names if e not in names))
-  count = int(np.isin(faces.labels, judged).sum()) * (len(judged) - 1)
+  scored = int(np.isin(faces.labels, judged).sum())
+  count = scored * (len(judged) - 1)
   logging.info("Scoring %s on %d faces of %s (%d translations) with %s", translator.source,
-               count // max(len(judged) - 1, 1), faces.source, count, judge.path)
+               scored, faces.source, count, judge.path)
   bar = keras.utils.Progbar(count, unit_name="translation", verbose=1 if show_progress else 0)
   scores, arrays = scoring.score(translator, judge, faces.images, faces.labels,
                                  progress=lambda done, total: bar.update(done), seed=seed,

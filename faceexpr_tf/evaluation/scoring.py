@@ -74,20 +74,28 @@ def judge_classes(judge_emotions, emotions, what: str = "the judge") -> np.ndarr
                      for e in emotions], np.int64)
 
 
-def judged_classes(judge, translator, only=None) -> np.ndarray:
-  """G's class ids that `judge` scores: all of them unless the judge lacks some, and only
-  those among `only` (G class ids; None: no limit). Raises UserError if fewer than two."""
+def _to_judge(judge, translator) -> np.ndarray:
+  """judge_classes for a translator: G's ids as the judge's own when G names no emotions."""
   names = getattr(translator, "emotions", None)
-  if not names:  # unnamed: the judge's ids are G's
-    judged = np.arange(translator.num_classes)
-  else:
-    judged = np.flatnonzero(judge_classes(getattr(judge, "emotions", None), names) >= 0)
+  if not names:
+    return np.arange(translator.num_classes)
+  return judge_classes(getattr(judge, "emotions", None), names)
+
+
+def _judged(to_judge: np.ndarray, only=None) -> np.ndarray:
+  judged = np.flatnonzero(to_judge >= 0)
   if only is not None:
     judged = judged[np.isin(judged, np.asarray(only))]
     if len(judged) < 2:
       raise errors.UserError("fewer than two emotions left to score (the judge's and the "
                              "ones asked for)")
   return judged
+
+
+def judged_classes(judge, translator, only=None) -> np.ndarray:
+  """G's class ids that `judge` scores: all of them unless the judge lacks some, and only
+  those among `only` (G class ids; None: no limit). Raises UserError if fewer than two."""
+  return _judged(_to_judge(judge, translator), only)
 
 
 def load_judge(path: str | None = None) -> Judge:
@@ -184,9 +192,8 @@ def score(translator, judge: Judge, images: np.ndarray, labels: np.ndarray, *,
   translations and per-translation values for figures).
   """
   k = translator.num_classes
-  names = getattr(translator, "emotions", None)   # unnamed: the judge's ids are G's
-  to_judge = judge_classes(getattr(judge, "emotions", None), names) if names else np.arange(k)
-  judged = judged_classes(judge, translator, only)
+  to_judge = _to_judge(judge, translator)
+  judged = _judged(to_judge, only)
   kept = np.flatnonzero(np.isin(labels, judged))  # faces of emotions the judge knows
   images, labels = images[kept], labels[kept]
   if real is not None:

@@ -124,9 +124,8 @@ def prepare_run_dir(run_dir: str, config: RunConfig) -> bool:
       raise RunDirError(
           f"{run_dir} holds a run with different model flags: {'; '.join(diffs)}. "
           "Use those flags to resume it, or pick a new --run_dir.")
-    # Compared as config.json holds them (a tuple reads back as a list).
-    if config.training and json.loads(json.dumps(config.training)) != old.training:
-      now = json.loads(json.dumps(config.training))
+    now = json.loads(json.dumps(config.training))  # as config.json holds them (tuples: lists)
+    if now and now != old.training:
       changed = sorted(k for k in set(now) | set(old.training)
                        if now.get(k) != old.training.get(k))
       logging.info("%s: training flags changed since its last run (%s); config.json records "
