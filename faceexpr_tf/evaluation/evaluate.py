@@ -224,14 +224,14 @@ def real_report(translator, source: str, out_dir: str, *, usage="PublicTest",
   faces count as which emotion (the sources' and pairs' labels).
   score_emotions: names of the model's emotions to score (None: all the judge knows)."""
   judge = judge or scoring.load_judge()
+  only = None if score_emotions is None else translator.class_ids(list(score_emotions))
+  judged = scoring.judged_classes(judge, translator, only)   # bad emotions: before the data
   faces = loader.load_faces(source, translator.emotions, split="validation",
                             usage=usage.split(","), image_size=translator.image_size,
                             **(labels or {}))
   if max_faces and max_faces < len(faces):
     faces = faces.subset(scoring.balanced_pick(faces.labels, max_faces, seed))
   k, all_names = translator.num_classes, translator.emotions
-  only = None if score_emotions is None else translator.class_ids(list(score_emotions))
-  judged = scoring.judged_classes(judge, translator, only)
   names = [all_names[c] for c in judged]   # the emotions scored: those the judge knows
   if len(judged) < k:
     logging.info("Not scored (faces and targets): %s",
