@@ -61,7 +61,8 @@ def test_corrupt_or_missing_generator_is_one_line(tmp_path, saved):
 def test_shipped_generator_reproduces_its_stored_reference_output():
   generator, record = pretrained.load_generator()
   assert record["emotions"] == list(EMOTIONS)
-  assert os.path.getsize(pretrained.SHIPPED_GENERATOR) <= 10 * 1024 * 1024
+  # The width-64 G (8.1M float32 parameters, 32.6 MB) fits a registry wheel with room.
+  assert os.path.getsize(pretrained.SHIPPED_GENERATOR) <= 40 * 1024 * 1024
   np.testing.assert_allclose(pretrained.reference_output(generator), np.load(REFERENCE),
                              atol=1e-5)
 

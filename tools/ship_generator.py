@@ -7,7 +7,7 @@ tests/test_pretrained.py compares the shipped weights with). docs/MODEL_CARD.md 
 the shipped model was chosen.
 
   python tools/ship_generator.py --run_dir=runs/ferplus_diffaug --checkpoint=best \
-    --data=path/to/fer2013.csv.gz --command="python main.py train ..." \
+    --data=path/to/fer2013.csv.gz [--ferplus=path/to/fer2013new.csv] --command="python main.py train ..." \
     --guide_command="python main.py train_classifier ..."
 """
 
@@ -31,6 +31,8 @@ _RUN_DIR = flags.DEFINE_string("run_dir", None, "The run to ship from.", require
 _CHECKPOINT = flags.DEFINE_string("checkpoint", "best", "A step, 'best' (the run's scored "
                                   "best) or a checkpoint .npz path.")
 _DATA = flags.DEFINE_string("data", None, "The training data file, for its sha256.")
+_FERPLUS = flags.DEFINE_string("ferplus", None, "The FER+ votes file a --labels=ferplus run "
+                               "trained on, for its sha256.")
 _COMMAND = flags.DEFINE_string("command", "", "The command(s) that trained G.")
 _GUIDE_COMMAND = flags.DEFINE_string("guide_command", "", "The command that trained the guide.")
 _SELECTION = flags.DEFINE_string("selection", "", "How this checkpoint was chosen.")
@@ -62,6 +64,8 @@ def make_record(run_dir: str, step: int) -> dict:
             "guide_command": _GUIDE_COMMAND.value}
   if _DATA.value:
     record["data_sha256"] = classifier_lib.file_sha256(_DATA.value)
+  if _FERPLUS.value:
+    record["ferplus_sha256"] = classifier_lib.file_sha256(_FERPLUS.value)
   keys = TRAINING_KEYS if config.model.g_output == "attention" else [
       k for k in TRAINING_KEYS if not k.startswith("lambda_mask")]
   record["training"] = {k: config.training[k] for k in keys if k in config.training}

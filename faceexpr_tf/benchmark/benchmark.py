@@ -27,7 +27,7 @@ from faceexpr_tf.benchmark import speed
 FLAGS = flags.FlagValues()
 _CONFIGS = flags.DEFINE_list("bench_configs", ["official", "cpu", "demo"],
                              "Model sizes to time: " + ", ".join(
-                                 ["official", "cpu", "demo"]), flag_values=FLAGS)
+                                 speed.CONFIGS), flag_values=FLAGS)
 _PRECISIONS = flags.DEFINE_list("bench_precisions", ["auto"], "Precisions to time "
                                 "(auto, float32, mixed_bfloat16, ...).", flag_values=FLAGS)
 _STEPS = flags.DEFINE_integer("bench_steps", 20, "Timed training steps per row.", flag_values=FLAGS)

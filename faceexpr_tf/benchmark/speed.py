@@ -29,6 +29,10 @@ CONFIGS = {
     "cpu": (dict(g_conv_dim=32), 8, "log"),
     "demo": (dict(g_conv_dim=16, g_repeat_num=2, d_conv_dim=16, upsample="resize",
                   g_output="residual"), 32, "log"),
+    # The shipped G's shape since 2026-12-04 (flags/ferplus_w64*.flags) and before it
+    # (flags/fer2013*.flags), at their batch; without the guide and DiffAugment.
+    "residual64": (dict(upsample="resize", g_output="residual"), 16, "log"),
+    "residual32": (dict(g_conv_dim=32, upsample="resize", g_output="residual"), 16, "log"),
 }
 
 HEADER = ("| date | machine | TF | oneDNN | config | batch | loss | precision | jit | "
