@@ -94,7 +94,8 @@ def test_evaluate_on_real_faces_writes_every_metric(run_dir, tiny_judge, tmp_pat
   assert scores["faces"] == 24 and scores["translations"] == 72
   for key in ("target_accuracy", "do_nothing_target_accuracy", "judge_real_accuracy",
               "ssim", "pixel_correlation", "l1", "psnr", "cycle_l1", "fd", "fd_floor",
-              "kid", "kid_floor", "target_accuracy_vs_real"):
+              "kid", "kid_floor", "target_accuracy_vs_real", "own_emotion_ssim",
+              "own_emotion_fd", "own_emotion_accuracy"):
     assert np.isfinite(scores[key]), key
   assert len(scores["target_accuracy_by_pair"]) == 12
   assert set(scores["judge_real_accuracy_by_class"]) == set(EMOTIONS)
@@ -106,6 +107,8 @@ def test_evaluate_on_real_faces_writes_every_metric(run_dir, tiny_judge, tmp_pat
   assert saved["target_accuracy"] == scores["target_accuracy"]
   report = open(os.path.join(out, "report.md")).read()
   assert "target accuracy" in report and "real vs real" in report
+  assert "G(x, c_org)" in report
+  assert scores["own_emotion_ssim"] > 0.99
   for name in ("samples.png", "worst.png", "pairs.csv"):
     assert os.path.getsize(os.path.join(out, name)) > 100, name
   assert not os.path.exists(os.path.join(out, "masks.png"))    # a residual G has no mask

@@ -78,6 +78,11 @@ def test_score_of_an_identity_generator(judge, faces):
   tr = arrays["translations"]
   assert np.all(tr.target != tr.source_label)
   assert set(np.bincount(tr.source)) == {3}
+  # Asked for the emotion each face shows, it returns the face: the floor exactly.
+  assert out["own_emotion_ssim"] == pytest.approx(1.0)
+  assert out["own_emotion_l1"] == pytest.approx(0.0, abs=1e-6)
+  assert out["own_emotion_fd"] == pytest.approx(out["fd_floor"])
+  assert out["own_emotion_accuracy"] == pytest.approx(out["judge_real_accuracy"])
 
 
 def test_score_flags_an_inverting_generator(judge, faces):
@@ -145,6 +150,37 @@ def test_realism_of_a_perfect_generator_on_unbalanced_emotions_is_at_the_floor()
   assert out["target_accuracy"] == 1.0
   assert out["fd"] < 2 * out["fd_floor"]
   assert 0 < out["realism_translations"] < out["translations"]
+
+
+def test_own_emotion_scores_tell_a_g_that_keeps_a_face_from_one_that_exaggerates_it():
+  # Both Gs write the target's mark, so both read as the target; asked for the emotion a
+  # face already shows, one returns the face and the other still "applies the edit"
+  # (overwrites the pixels the judge's features see), which only the own-emotion scores show.
+  rng = np.random.default_rng(3)
+  labels = rng.choice(4, 400)
+  real = _mark_faces(labels, rng)
+
+  class Editing:
+    num_classes, emotions = 4, list(EMOTIONS)
+
+    def __init__(self, keeps_own):
+      self.keeps_own = keeps_own
+
+    def translate(self, images, target):
+      out = images.copy()
+      out[:, 0, 0, 0] = 40 * np.asarray(target)
+      edit = np.ones(len(out), bool) if not self.keeps_own else (
+          images[:, 0, 0, 0] != out[:, 0, 0, 0])
+      out[edit, 0, 1:5, 0] = 255
+      return out
+
+  keeps, _ = scoring.score(Editing(True), _MarkJudge(), real, labels, cycle=False)
+  exaggerates, _ = scoring.score(Editing(False), _MarkJudge(), real, labels, cycle=False)
+  assert keeps["target_accuracy"] == exaggerates["target_accuracy"] == 1.0
+  assert keeps["own_emotion_ssim"] == 1.0 and exaggerates["own_emotion_ssim"] < 1.0
+  assert keeps["own_emotion_fd"] == pytest.approx(keeps["fd_floor"])
+  assert exaggerates["own_emotion_fd"] > 10 * exaggerates["fd_floor"]
+  assert keeps["own_emotion_accuracy"] == exaggerates["own_emotion_accuracy"] == 1.0
 
 
 def test_judge_classes_match_by_emotion_name():

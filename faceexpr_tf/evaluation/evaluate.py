@@ -328,7 +328,13 @@ def real_report_markdown(s: dict, pairs, names) -> str:
            f"| realism | Frechet distance (judge features) | {s['fd']:.4g} | real vs real "
            f"{s['fd_floor']:.4g} (ratio {s['fd'] / max(s['fd_floor'], 1e-12):.2f}) |",
            f"| | KID (judge features) | {s['kid']:.4g} +- {s['kid_std']:.2g} | real vs real "
-           f"{s['kid_floor']:.4g} |", "",
+           f"{s['kid_floor']:.4g} |",
+           f"| own emotion | G(x, c_org), each face toward the emotion it shows: SSIM / FD | "
+           f"{s['own_emotion_ssim']:.3f} / {s['own_emotion_fd']:.4g} (ratio "
+           f"{s['own_emotion_fd'] / max(s['fd_floor'], 1e-12):.2f}) | unchanged: 1 / the "
+           f"floor (ratio 1) |",
+           f"| | judge reads c_org in G(x, c_org) | {pct(s['own_emotion_accuracy'])} | "
+           f"judge on the faces themselves {pct(s['judge_real_accuracy'])} |", "",
            "FD and KID use the judge's penultimate features, not Inception's (no Inception "
            "weights can be downloaded here): compare them only with the floor beside them "
            "and with other reports from the same judge. They compare the real faces of one "

@@ -244,10 +244,29 @@ def score(translator, judge: Judge, images: np.ndarray, labels: np.ndarray, *,
       out["judge_real_accuracy"], 1e-9)
   if cycle:
     out["cycle_l1"] = float((metrics.l1(images[tr.source], tr.cycled) / 255).mean())
+  out.update(own_emotion_scores(translator, judge, images, labels, feats_real[half_a],
+                                half_b, to_judge))
   tr.source = kept[tr.source]  # back to indices into the caller's faces
   arrays = {"translations": tr, "hit": hit, "target_prob": prob_fake[
       np.arange(len(hit)), to_judge[tr.target]], "ssim": ssim, "pixel_correlation": corr}
   return out, arrays
+
+
+def own_emotion_scores(translator, judge: Judge, images: np.ndarray, labels: np.ndarray,
+                       real_features_a: np.ndarray, half_b: np.ndarray,
+                       to_judge: np.ndarray) -> dict:
+  """G asked for the emotion a face already shows, G(x, c_org): a user's photo of a smiling
+  face sent toward Happy. A G that has learnt "make it look c" returns the face; one that
+  has learnt "apply the c edit" exaggerates it. Identity (SSIM, L1) on every face; realism
+  as FD of half B's outputs against the real half A, so that doing nothing scores exactly
+  the floor (real_floor compares the same halves); how often the judge reads c_org in them
+  (beside judge_real_accuracy, its rate on the faces themselves)."""
+  same = translator.translate(images, labels)
+  feats, logits = judge(same)
+  return {"own_emotion_ssim": float(metrics.ssim(images, same).mean()),
+          "own_emotion_l1": float((metrics.l1(images, same) / 255).mean()),
+          "own_emotion_fd": metrics.frechet_distance(real_features_a, feats[half_b]),
+          "own_emotion_accuracy": float((logits.argmax(-1) == to_judge[labels]).mean())}
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:
