@@ -335,6 +335,27 @@ def test_photo_benchmark_rows(tmp_path, monkeypatch):
     photos.parse_size("12 megapixels")
 
 
+def test_threads_fixed_by_an_earlier_benchmark_are_kept_with_one_line():
+  """`benchmark --bench_photos=... --bench_tflite=...` runs the photo table, then the TFLite
+  one, which asks for one TensorFlow thread after TensorFlow has already run: that used to
+  end the run in a traceback. Before TensorFlow runs, the threads are still set. (A
+  subprocess: thread pools are per process.)"""
+  code = ("import tensorflow as tf\n"
+          "from faceexpr_tf.benchmark import hardware\n"
+          "hardware.set_threads(3)\n"
+          "print('before', tf.config.threading.get_intra_op_parallelism_threads())\n"
+          "tf.constant(1.0) + 1.0\n"
+          "hardware.set_threads(1)\n"
+          "print('after', tf.config.threading.get_intra_op_parallelism_threads())\n")
+  out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       timeout=120, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+  assert out.returncode == 0, out.stderr[-2000:]
+  assert "before 3" in out.stdout and "after 3" in out.stdout
+  assert "Traceback" not in out.stderr
+  assert "threads stay as an earlier benchmark of this run left them (intra-op 3), not 1" \
+      in out.stderr
+
+
 def test_huge_photos_are_refused_before_decoding():
   """A header announcing 48 MP (over images.MAX_PIXELS) is refused from its first bytes:
   no decoder runs (the rest of the file is missing)."""

@@ -12,6 +12,7 @@ import time
 
 import keras
 import tensorflow as tf
+from absl import logging
 
 from faceexpr_tf.training import devices
 
@@ -32,10 +33,21 @@ def machine() -> str:
 
 
 def set_threads(threads: int):
-  """TensorFlow's intra- and inter-op threads (0 leaves TensorFlow's default)."""
-  if threads:
+  """TensorFlow's intra- and inter-op threads (0 leaves TensorFlow's default).
+
+  TensorFlow fixes its thread pools when it first runs an op, so a second benchmark of the
+  same run (--bench_photos, then --bench_tflite) cannot change them: it keeps the first
+  one's, says so in one line, and goes on. (A TFLite interpreter's threads are its own.)"""
+  if not threads:
+    return
+  try:
     tf.config.threading.set_intra_op_parallelism_threads(threads)
     tf.config.threading.set_inter_op_parallelism_threads(threads)
+  except RuntimeError:
+    logging.warning("TensorFlow's threads stay as an earlier benchmark of this run left "
+                    "them (intra-op %s), not %d: they are fixed once TensorFlow has run",
+                    tf.config.threading.get_intra_op_parallelism_threads() or "default",
+                    threads)
 
 
 def compute_dtype(precision: str) -> str:
