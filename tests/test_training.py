@@ -268,6 +268,7 @@ def test_scoring_while_training_logs_scores_and_keeps_the_best(tmp_path, monkeyp
   history = [json.loads(line) for line in lines]
   assert [h["step"] for h in history] == [4, 8, 10]  # 10: the final G is scored too
   assert all(h["faces"] == 16 and 0 <= h["target_accuracy"] <= 1 for h in history)
+  assert all(0 < h["own_emotion_ssim"] <= 1 and h["own_emotion_fd"] >= 0 for h in history)
   best = runs.best_checkpoint(str(tmp_path / "run"))
   meta, arrays = runs.read_checkpoint(best, ["generator", "generator_ema", "discriminator"])
   chosen = max(history, key=lambda h: h["target_accuracy"])

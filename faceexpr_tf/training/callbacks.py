@@ -204,7 +204,8 @@ class ScoreKeeper(_StepCallback):
     self.history.append(scores)
     with self.writer.as_default(step=step):
       for key in ("target_accuracy", "do_nothing_target_accuracy", "ssim",
-                  "pixel_correlation", "fd", "fd_floor", "kid"):
+                  "pixel_correlation", "fd", "fd_floor", "kid", "own_emotion_ssim",
+                  "own_emotion_fd"):
         tf.summary.scalar("score/" + key, scores[key])
     kept = ""
     if self.rule.better(scores, self.best):
@@ -215,10 +216,12 @@ class ScoreKeeper(_StepCallback):
       self.best = scores
       kept = " -> new best checkpoint"
     logging.info("Scores at step %d (%d faces, %.0f s): target accuracy %.3f (do nothing "
-                 "%.3f), SSIM %.3f, pixel correlation %.2f, FD %.3g (floor %.3g)%s%s",
+                 "%.3f), SSIM %.3f, pixel correlation %.2f, FD %.3g (floor %.3g); own emotion: "
+                 "SSIM %.3f, FD %.3g%s%s",
                  step, scores["faces"], scores["seconds"], scores["target_accuracy"],
                  scores["do_nothing_target_accuracy"], scores["ssim"],
-                 scores["pixel_correlation"], scores["fd"], scores["fd_floor"], kept,
+                 scores["pixel_correlation"], scores["fd"], scores["fd_floor"],
+                 scores["own_emotion_ssim"], scores["own_emotion_fd"], kept,
                  "" if scores["eligible"] else f" [not eligible: "
                  f"{self.rule.why_not(scores)}]")
     return scores
