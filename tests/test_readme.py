@@ -61,7 +61,7 @@ NOT_RUN = {
            "workers on localhost",
     "python tools/faults.py": "about 30 launches of main.py (tens of minutes); "
                               "tests/test_faults.py runs the same code with 3 faults",
-    "mkdir -p runs/fer2013_diffaug/checkpoints": "with the cp commands after it, hands "
+    "mkdir -p runs/ferplus_w64_diffaug/checkpoints": "with the cp commands after it, hands "
         "stage 1's step-3000 checkpoint to stage 2 of the shipped recipe; the shortened "
         "stage 1 here stops at step 2, so stage 2 runs from a fresh run dir instead",
     "cp": "as the mkdir above (the README copies files only there)",
