@@ -1,6 +1,7 @@
 """Score a generator on real faces with an independent expression classifier (the judge).
 
-Every face is translated to every other emotion. Three questions, each with numbers:
+Every face is translated to every other emotion. Three questions, each with numbers
+(and a fourth on G(x, c_org)):
   expression  does the judge read the target emotion in G(x, c)?  (target accuracy; the
               "do nothing" line is how often it reads c in the untouched input x)
   identity    is it still the same face?  (SSIM, L1, PSNR, pixel correlation with x; an
@@ -10,6 +11,8 @@ Every face is translated to every other emotion. Three questions, each with numb
               of the real faces, as the floor: no Inception weights can be downloaded;
               the translations compared are drawn with the real faces' mix of emotions,
               see matched_mix)
+  own emotion does G leave a face alone when asked for the emotion it already shows?
+              (G(x, c_org): SSIM and FD, doing nothing at the floor; own_emotion_scores)
 
 The judge and the generator meet by emotion name (judge_classes): a judge may know more
 emotions than G (a five-class judge with Neutral scoring a four-class G), and a
