@@ -546,6 +546,31 @@ def test_train_dataset_flip():
   assert not plain.any()
 
 
+def test_train_dataset_same_target_rate():
+  faces = _indexed_faces(10, num_classes=4)
+  def draw(rate, seed=5):
+    batches = _batches(pipeline.make_train_dataset(faces, 5, seed=seed, num_steps=400,
+                                                   same_target_rate=rate))
+    return (np.concatenate([b[1] for b in batches]), np.concatenate([b[2] for b in batches]),
+            np.concatenate([b[0] for b in batches]))
+  org0, trg0, img0 = draw(0.0)
+  assert (trg0 != org0).all()
+  org, trg, img = draw(0.25)
+  same = trg == org
+  assert 0.21 < same.mean() < 0.29  # 2,000 draws: about a quarter are the own emotion.
+  # The other targets stay uniform over the other emotions, and each source keeps its rate.
+  shift = (trg[~same] - org[~same]) % 4
+  assert all(abs((shift == k).mean() - 1 / 3) < 0.05 for k in (1, 2, 3))
+  assert all(0.15 < same[org == c].mean() < 0.35 for c in range(4))
+  # Images, flips and the other targets are those of rate 0: only some targets become c_org.
+  np.testing.assert_array_equal(img, img0)
+  np.testing.assert_array_equal(trg[~same], trg0[~same])
+  org1, trg1, _ = draw(1.0)
+  np.testing.assert_array_equal(trg1, org1)
+  with pytest.raises(ValueError, match="same_target_rate"):
+    pipeline.make_train_dataset(faces, 5, seed=0, same_target_rate=1.5)
+
+
 def test_train_dataset_needs_two_classes():
   faces = _indexed_faces(10, num_classes=1)
   with pytest.raises(faceset.DataError, match="at least 2 emotions"):

@@ -22,7 +22,8 @@ def steps_per_epoch(faces: faceset.FaceSet, batch_size: int) -> int:
 
 def make_train_dataset(faces: faceset.FaceSet, batch_size: int, *, seed: int,
                        start_step: int = 0, num_steps: int | None = None,
-                       flip: bool = True) -> tf.data.Dataset:
+                       flip: bool = True,
+                       same_target_rate: float = 0.0) -> tf.data.Dataset:
   """Shuffled training batches, reproducible from (seed, global step).
 
   Epoch e visits the images in the order stateless_shuffle(range(N), [seed, e])
@@ -30,12 +31,20 @@ def make_train_dataset(faces: faceset.FaceSet, batch_size: int, *, seed: int,
   at batch `start_step`, so a resumed run sees exactly the batches it would
   have seen, and yields `num_steps` batches (None: forever).
 
+  Targets: with probability `same_target_rate` an example's target is its own
+  emotion (G is asked for the emotion the face already shows, as a user asking a
+  smiling face for Happy; 1/K is a uniform draw over all K emotions, as the
+  official StarGAN's permuted labels roughly are), otherwise one of the other
+  emotions, uniformly.
+
   Yields:
     (images float32 [B, H, W, 1] in [-1, 1], label_org int32 [B],
-     label_trg int32 [B]) with label_trg != label_org for every example, both
-    the targets and the horizontal flips drawn from (seed, b).
+     label_trg int32 [B]), both the targets and the horizontal flips drawn from
+    (seed, b); label_trg != label_org for every example when same_target_rate is 0.
   """
   num_classes = _check_classes(faces)
+  if not 0.0 <= same_target_rate <= 1.0:
+    raise ValueError(f"same_target_rate must be in [0, 1], got {same_target_rate}")
   spe = steps_per_epoch(faces, batch_size)
   if start_step < 0:
     raise ValueError(f"start_step must be >= 0, got {start_step}")
@@ -57,7 +66,7 @@ def make_train_dataset(faces: faceset.FaceSet, batch_size: int, *, seed: int,
     target_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(
         tf.stack([tf.constant(seed, tf.int64), step]), num=2))
     label_org = tf.gather(labels, index)
-    label_trg = _shifted_targets(label_org, num_classes, target_seed)
+    label_trg = _shifted_targets(label_org, num_classes, target_seed, same_target_rate)
     batch = tf.gather(images, index)
     if flip:
       mirror = tf.random.stateless_uniform([batch_size], seed=flip_seed) < 0.5
@@ -102,10 +111,14 @@ def _check_classes(faces: faceset.FaceSet) -> int:
   return num_classes
 
 
-def _shifted_targets(label_org, num_classes: int, seed):
-  """Random target classes, never equal to the source class."""
+def _shifted_targets(label_org, num_classes: int, seed, same_rate: float = 0.0):
+  """Random target classes: the source class with probability same_rate, else another."""
   shift = tf.random.stateless_uniform(tf.shape(label_org), seed=seed, minval=1,
                                       maxval=num_classes, dtype=tf.int32)
+  if same_rate:  # A second draw, so rate 0 keeps the targets of earlier runs exactly.
+    same_seed = tf.random.experimental.stateless_fold_in(seed, 1)
+    keep = tf.random.stateless_uniform(tf.shape(label_org), seed=same_seed) < same_rate
+    shift = tf.where(keep, 0, shift)
   return (label_org + shift) % num_classes
 
 

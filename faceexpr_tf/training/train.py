@@ -30,6 +30,11 @@ _LABELS = data_flags.define_label_flags(FLAGS)
 _SKIP_BAD_ROWS = flags.DEFINE_bool("skip_bad_rows", False, "Skip malformed csv rows (and "
                                    "report how many) instead of stopping.", flag_values=FLAGS)
 _FLIP = flags.DEFINE_bool("flip", True, "Random horizontal flips.", flag_values=FLAGS)
+_SAME_TARGET_RATE = flags.DEFINE_float(
+    "same_target_rate", 0.0, "How often a training target is the face's own emotion "
+    "(G(x, c_org) then meets D, the class loss and the guide like any translation; 0.25 "
+    "with four emotions: a uniform draw over all of them). 0: always another emotion.",
+    lower_bound=0.0, upper_bound=1.0, flag_values=FLAGS)
 # Model shape (a run dir refuses different values).
 _IMAGE_SIZE = flags.DEFINE_integer("image_size", 48, "Image side in pixels.", flag_values=FLAGS)
 _G_CONV_DIM = flags.DEFINE_integer("g_conv_dim", 64, "G's first layer width.", flag_values=FLAGS)

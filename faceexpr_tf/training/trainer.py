@@ -45,6 +45,7 @@ class TrainConfig:
   ferplus_scheme: str = "majority"
   synthetic_identities: int = 200
   flip: bool = True
+  same_target_rate: float = 0.0      # how often G is asked for the face's own emotion
   gan_loss: str = "log"
   saturating_g: bool = False
   lambda_cls: float = 1.0
@@ -175,14 +176,15 @@ def _train_stream(cfg: TrainConfig, plan: devices.DevicePlan, faces: faceset.Fac
   if plan.replicas == 1:
     return pipeline.make_train_dataset(faces, cfg.batch_size, seed=cfg.seed,
                                        start_step=start_step, num_steps=num_steps,
-                                       flip=cfg.flip)
+                                       flip=cfg.flip, same_target_rate=cfg.same_target_rate)
   per_replica = cfg.batch_size // plan.replicas
 
   def dataset_fn(context: tf.distribute.InputContext):
     share = cfg.batch_size // context.num_input_pipelines
     lo = context.input_pipeline_id * share
     ds = pipeline.make_train_dataset(faces, cfg.batch_size, seed=cfg.seed,
-                                     start_step=start_step, num_steps=num_steps, flip=cfg.flip)
+                                     start_step=start_step, num_steps=num_steps, flip=cfg.flip,
+                                     same_target_rate=cfg.same_target_rate)
     ds = ds.map(lambda *batch: tuple(t[lo:lo + share] for t in batch))
     return ds.unbatch().batch(per_replica, drop_remainder=True).prefetch(2)
 
