@@ -354,3 +354,16 @@ def test_attention_run_trains_and_its_samples_show_the_masks(tmp_path, tiny_run)
   plain = cv2.imread(str(tiny_run[0] / "samples" / "step-000000005.png"))
   # input + 4 emotions + 4 masks columns, against input + 4 for a plain G: 9/5 as wide.
   assert grid.shape[1] / plain.shape[1] == pytest.approx(9 / 5, rel=0.03)
+
+
+@pytest.mark.parametrize("rate", [0.0, 1.0])
+def test_same_target_rate_reaches_the_training_batches(tmp_path, rate):
+  # The flag's path from TrainConfig to the batches train_step sees (pipeline tests check
+  # the draw itself): rate 1 asks every face for its own emotion, rate 0 never.
+  cfg = _config(tmp_path / "run", same_target_rate=rate)
+  faces, _ = trainer._load_data(cfg)
+  stream = trainer._train_stream(cfg, devices.plan("float32", "false", "auto"), faces, 0, 8)
+  org = np.concatenate([b[1].numpy() for b in stream])
+  trg = np.concatenate([b[2].numpy() for b in stream])
+  assert len(org) == 8 * cfg.batch_size
+  assert (trg == org).all() if rate else (trg != org).all()

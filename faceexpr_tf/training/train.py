@@ -34,7 +34,7 @@ _SAME_TARGET_RATE = flags.DEFINE_float(
     "same_target_rate", 0.0, "How often a training target is the face's own emotion "
     "(G(x, c_org) then meets D, the class loss and the guide like any translation; 0.25 "
     "with four emotions: a uniform draw over all of them). 0: always another emotion.",
-    lower_bound=0.0, upper_bound=1.0, flag_values=FLAGS)
+    flag_values=FLAGS)
 # Model shape (a run dir refuses different values).
 _IMAGE_SIZE = flags.DEFINE_integer("image_size", 48, "Image side in pixels.", flag_values=FLAGS)
 _G_CONV_DIM = flags.DEFINE_integer("g_conv_dim", 64, "G's first layer width.", flag_values=FLAGS)
@@ -186,6 +186,7 @@ def check_flags():
       *((n, v[n] > 0, "must be above 0") for n in ("g_lr", "d_lr")),
       *((n, 0 <= v[n] < 1, "must be in [0, 1)") for n in ("beta1", "beta2",
                                                            "g_ema_decay")),
+      ("same_target_rate", 0 <= v["same_target_rate"] <= 1, "must be in [0, 1]"),
       ("image_size", v["image_size"] > 0 and v["image_size"] % down == 0,
        f"must be a positive multiple of {down} (G downsamples twice, D "
        f"--d_repeat_num={v['d_repeat_num']} times)"),
