@@ -1,3 +1,4 @@
+import datetime
 import os
 import subprocess
 import sys
@@ -12,10 +13,34 @@ from faceexpr_tf.benchmark import latency
 from faceexpr_tf.benchmark import photos
 from faceexpr_tf.benchmark import profiling
 from faceexpr_tf.benchmark import speed
+from faceexpr_tf.benchmark import tables
 from faceexpr_tf.modeling import models
 from faceexpr_tf.training import devices
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _cells(line):
+  return [c.strip() for c in line.strip("|").split("|")]
+
+
+def test_cpu_flags_name_the_features_that_decide_speed(monkeypatch):
+  monkeypatch.setattr(devices, "cpu_flags", lambda: frozenset({"avx512_bf16", "sse2", "avx2"}))
+  assert hardware.cpu_flags() == "avx2 avx512_bf16"          # in CPU_FEATURES' order, no sse2
+  monkeypatch.setattr(devices, "cpu_flags", lambda: frozenset({"sse2"}))
+  assert hardware.cpu_flags() == "-"
+
+
+def test_rows_with_new_columns_start_a_table_above_the_old_layout(tmp_path):
+  table = tmp_path / "bench.md"
+  old = "| date | machine | TF |\n|---|---|---|\n| 2026-01-01 | old | 2.0 |\n"
+  table.write_text(f"# Benchmarks\n\n## Results\n\n{old}\n### A later section\n")
+  header = "| date | machine | CPU flags | TF |"
+  tables.append_rows(str(table), header, ["| d1 | m | avx2 | 2.21 |"])
+  tables.append_rows(str(table), header, ["| d2 | m | avx2 | 2.21 |"])
+  text = table.read_text()
+  new = f"{header}\n|---|---|---|---|\n| d1 | m | avx2 | 2.21 |\n| d2 | m | avx2 | 2.21 |\n"
+  assert text == f"# Benchmarks\n\n## Results\n\n{new}\n{old}\n### A later section\n"
 
 
 def test_generator_flops_match_the_pytorch_anchor():
@@ -39,8 +64,11 @@ def test_benchmark_mode_prints_and_appends_rows(tmp_path, main_py, monkeypatch):
   assert speed.training_table(["demo"], ["auto"], 1, 0, str(table)) == 0
   rows = [l for l in table.read_text().splitlines() if "| demo |" in l]
   assert len(rows) == 2 and "| demo |" in out.stdout
-  cells = [c.strip() for c in rows[0].strip("|").split("|")]
-  assert float(cells[9]) > 0 and float(cells[10]) > 0      # train and inference img/s
+  header = _cells(speed.HEADER)
+  cells = _cells(rows[0])
+  assert float(cells[header.index("train img/s")]) > 0
+  assert float(cells[header.index("G infer img/s")]) > 0
+  assert cells[header.index("CPU flags")] == hardware.cpu_flags()   # every row names them
   assert table.read_text().count("| date |") == 1            # one header, rows appended
   bad = main_py("benchmark", "--bench_configs=nope")
   assert bad.returncode == 2 and "nope" in bad.stderr and "Traceback" not in bad.stderr
@@ -114,7 +142,7 @@ def _fake_side_by_side(monkeypatch, tmp_path, precision, batches, peak):
   table = tmp_path / "side.md"
   assert anchor.side_by_side("python", str(tmp_path), None, precision, 1, 1, 1, batches,
                              str(table), "main.py benchmark") == 0
-  rows = [[c.strip() for c in line.strip("|").split("|")]
+  rows = [dict(zip(_cells(anchor.HEADER), _cells(line)))
           for line in table.read_text().splitlines()
           if "| train b" in line or "| G infer" in line]
   return rows, built_in, peak_dtypes
@@ -129,10 +157,12 @@ def test_side_by_side_rows_name_the_precision_that_ran_and_its_peak(
   rows, built_in, peak_dtypes = _fake_side_by_side(monkeypatch, tmp_path, "auto", [8, 16], 95.0)
   assert built_in == ["mixed_bfloat16", "mixed_bfloat16"]   # bf16 ran, for every batch
   assert peak_dtypes == ["bfloat16"]
-  assert [r[6] for r in rows] == ["train b8", "train b16", "G infer b64"]
-  assert [r[5] for r in rows] == ["mixed_bfloat16"] * 3
+  peak = "% of matmul peak (peak GFLOP/s, its dtype)"
+  assert [r["what"] for r in rows] == ["train b8", "train b16", "G infer b64"]
+  assert [r["precision"] for r in rows] == ["mixed_bfloat16"] * 3
+  assert [r["CPU flags"] for r in rows] == ["avx2 avx512_bf16"] * 3
   # 4 img/s x 15.13 GFLOP = 60.5 GFLOP/s of a 95 GFLOP/s bf16 peak; G: 20 x 2.73 of 95.
-  assert [r[12] for r in rows] == ["64% (peak 95, bfloat16)"] * 2 + ["57% (peak 95, bfloat16)"]
+  assert [r[peak] for r in rows] == ["64% (peak 95, bfloat16)"] * 2 + ["57% (peak 95, bfloat16)"]
   assert "1024x1024 bfloat16 matmul" in capsys.readouterr().out
 
 
@@ -141,8 +171,10 @@ def test_side_by_side_in_float32_holds_a_float32_peak(monkeypatch, tmp_path, res
   monkeypatch.setattr(devices, "cpu_flags", lambda: frozenset({"avx2"}))   # no native bf16
   rows, built_in, peak_dtypes = _fake_side_by_side(monkeypatch, tmp_path, "auto", [16], 100.0)
   assert built_in == ["float32"] and peak_dtypes == ["float32"]
-  assert [(r[5], r[12]) for r in rows] == [("float32", "61% (peak 100, float32)"),
-                                           ("float32", "55% (peak 100, float32)")]
+  peak = "% of matmul peak (peak GFLOP/s, its dtype)"
+  assert [(r["precision"], r[peak], r["CPU flags"]) for r in rows] == [
+      ("float32", "61% (peak 100, float32)", "avx2"), ("float32", "55% (peak 100, float32)",
+                                                      "avx2")]
 
 
 def test_training_rows_name_the_precision_that_ran(monkeypatch, restore_policy):
@@ -163,8 +195,10 @@ def test_training_rows_name_the_precision_that_ran(monkeypatch, restore_policy):
                                                              "mixed_bfloat16", 1)]
   assert row["precision"] == "mixed_bfloat16"
   assert row["train_img_s"] > 0 and row["infer_img_s"] > 0
-  line = speed.row_line(row, "a bf16 CPU")
+  line = speed.row_line(row, "a bf16 CPU", "avx2 avx512_bf16")
   assert "| tiny | 2 | log | mixed_bfloat16 | False |" in line and "auto" not in line
+  assert _cells(line)[:3] == [str(datetime.date.today()), "a bf16 CPU", "avx2 avx512_bf16"]
+  assert len(_cells(line)) == len(_cells(speed.HEADER))
 
 
 def test_only_the_mode_module_reads_flags():
@@ -238,13 +272,16 @@ def test_tflite_latency_rows(tflite_table, main_py):
   """The rows of both conversions (tflite_table: ~30 s), and an unknown one refused."""
   code, table = tflite_table
   assert code == 0
-  rows = {cells[4]: cells for cells in (
-      [c.strip() for c in line.strip("|").split("|")]
+  header = _cells(latency.HEADER)
+  rows = {r["conversion"]: r for r in (
+      dict(zip(header, _cells(line)))
       for line in table.read_text().splitlines() if "| pretrained |" in line)}
   assert set(rows) == {"none", "dynamic"}
-  assert all(float(r[5]) > 0 for r in rows.values())             # ms per face
-  assert float(rows["none"][6]) < 1e-3                             # float32: exact enough
-  assert float(rows["none"][6]) < float(rows["dynamic"][6]) < 0.5  # int8 weights: lossier
+  assert all(float(r["batch-1 ms (1 thread)"]) > 0 for r in rows.values())   # ms per face
+  assert all(r["CPU flags"] == hardware.cpu_flags() for r in rows.values())
+  diff = {mode: float(r["max abs diff"]) for mode, r in rows.items()}
+  assert diff["none"] < 1e-3                                      # float32: exact enough
+  assert diff["none"] < diff["dynamic"] < 0.5                     # int8 weights: lossier
   bad = main_py("benchmark", "--bench_tflite=int4")
   assert bad.returncode == 2 and "int4" in bad.stderr and "Traceback" not in bad.stderr
 

@@ -17,7 +17,6 @@ import datetime
 import http.client
 import json
 import os
-import platform
 import socket
 import subprocess
 import sys
@@ -157,8 +156,10 @@ def append_rows(rows: list[dict], rss: tuple, note: str):
   The section sits before "## Results": `main.py benchmark` appends its rows at the end
   of the file, so this table must not be last.
   """
+  # Imported after the test, so that TensorFlow's import is not part of the client's load.
+  from faceexpr_tf.benchmark import hardware  # pylint: disable=g-import-not-at-top
   today = datetime.date.today().isoformat()
-  machine = f"{os.cpu_count()} CPUs ({platform.machine()})"
+  machine = f"{hardware.machine()} | {hardware.cpu_flags()}"
   new_rows = [f"| {today} | {machine} | {r['clients']} | {r['ok']} | {r['failed']} | "
               f"{r['rps']:.1f} | {r['p50_ms']:.0f} | {r['p99_ms']:.0f} | "
               f"{r['mean_batch']:.1f} | {rss[0]:.0f} -> {rss[1]:.0f} | {note} |"
@@ -180,9 +181,9 @@ def append_rows(rows: list[dict], rss: tuple, note: str):
                "face PNG) back to back; each level is bounded in requests and time; the "
                "server's memory (VmRSS) is read after a warm-up pass at every level and "
                "after the test.", "",
-               "| date | machine | clients | requests ok | failed | req/s | p50 ms | p99 ms "
+               "| date | machine | CPU flags | clients | requests ok | failed | req/s | p50 ms | p99 ms "
                "| mean batch | server RSS before -> after MB | note |",
-               "|---|---|---|---|---|---|---|---|---|---|---|", *new_rows, ""]
+               "|---|---|---|---|---|---|---|---|---|---|---|---|", *new_rows, ""]
     at = lines.index(RESULTS) if RESULTS in lines else len(lines)
     lines[at:at] = section
   with open(BENCHMARKS, "w") as f:

@@ -29,7 +29,7 @@ from faceexpr_tf.training import devices
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-HEADER = ("| date | machine | TF | torch | threads | precision | what | this project img/s | "
+HEADER = ("| date | machine | CPU flags | TF | torch | threads | precision | what | this project img/s | "
           "PyTorch img/s | ratio | GFLOP/img | project GFLOP/s | % of matmul peak "
           "(peak GFLOP/s, its dtype) | rounds |")
 
@@ -116,10 +116,12 @@ def check_anchor(python: str | None, stargan_dir: str | None):
                            "(a checkout of github.com/yunjey/stargan)")
 
 
-def row_line(r: dict, machine: str, threads: int, peak: float, peak_dtype: str) -> str:
+def row_line(r: dict, machine: str, flags: str, threads: int, peak: float,
+             peak_dtype: str) -> str:
   """A table line (matching HEADER) of one side-by-side row."""
   rate = r["ours"] * r["gflop_per_img"]
-  return (f"| {datetime.date.today()} | {machine} | {tf.__version__} | {r['torch']} | "
+  return (f"| {datetime.date.today()} | {machine} | {flags} | {tf.__version__} | "
+          f"{r['torch']} | "
           f"{threads} | {r['precision']} | {r['what']} | "
           f"{r['ours']:.2f} | {r['theirs']:.2f} | **{r['ours'] / r['theirs']:.2f}x** | "
           f"{r['gflop_per_img']:.2f} | {rate:.1f} | {100 * rate / peak:.0f}% (peak "
@@ -182,7 +184,8 @@ def side_by_side(python: str | None, stargan_dir: str | None, script: str | None
                    "gflop_per_img": speed.generator_flops(models.ModelConfig()) / 1e9,
                    "rounds": rounds, "precision": plan.precision})
     keras.backend.clear_session()
-  lines = [row_line(r, hardware.machine(), threads, peak, peak_dtype) for r in rows]
+  machine, flags = hardware.machine(), hardware.cpu_flags()
+  lines = [row_line(r, machine, flags, threads, peak, peak_dtype) for r in rows]
   tables.show(HEADER, lines)
   print(f"Matmul peak: {peak:.1f} GFLOP/s, a 1024x1024 {peak_dtype} matmul on {threads} "
         f"thread(s), as this project ran in {ran}.")

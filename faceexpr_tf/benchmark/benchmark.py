@@ -2,8 +2,8 @@
 
 Times fit() on in-memory batches (no input pipeline cost) for named model sizes, and G's
 inference, on whatever device this process sees. Compare numbers only side by side on one
-machine (see ../shared/bench for the PyTorch anchor); the table records date, machine,
-settings and the precision that ran with every row.
+machine (see ../shared/bench for the PyTorch anchor); the table records date, machine, its
+CPU flags (hardware.cpu_flags), settings and the precision that ran with every row.
 
 This module holds the mode's flags and reads them only in run(), which hands plain values
 to the module doing the work: speed (the training-speed table), anchor (side by side with

@@ -1,4 +1,5 @@
-"""What a benchmark ran on: the machine's name, TensorFlow's threads, and the matmul peak.
+"""What a benchmark ran on: the machine's name and CPU flags, TensorFlow's threads, the
+matmul peak.
 
 The peak is the rate a FLOP count is held against ("% of matmul peak"), so it is measured
 in the compute dtype of the precision that ran: a bfloat16 matmul when the project ran in
@@ -16,6 +17,10 @@ from absl import logging
 
 from faceexpr_tf.training import devices
 
+# CPU flags that decide how fast TensorFlow (and OpenCV) run here, named in every benchmark
+# row when present: the same code trains twice as fast with native bf16 as without.
+CPU_FEATURES = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16")
+
 
 def machine() -> str:
   """The GPUs' names, else the CPU's model name and its logical core count."""
@@ -30,6 +35,12 @@ def machine() -> str:
   except (OSError, StopIteration):
     pass
   return f"{cpu} x{os.cpu_count()}"
+
+
+def cpu_flags() -> str:
+  """The CPU flags of CPU_FEATURES this machine has, space separated ('-' for none)."""
+  found = devices.cpu_flags()
+  return " ".join(f for f in CPU_FEATURES if f in found) or "-"
 
 
 def set_threads(threads: int):

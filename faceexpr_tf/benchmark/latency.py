@@ -21,7 +21,7 @@ from faceexpr_tf.benchmark import tables
 from faceexpr_tf.data import emotions as emotions_lib
 from faceexpr_tf.modeling import models
 
-HEADER = ("| date | machine | TF | G | conversion | batch-1 ms (1 thread) | max abs diff | "
+HEADER = ("| date | machine | CPU flags | TF | G | conversion | batch-1 ms (1 thread) | max abs diff | "
           "mean abs diff | MB |")
 
 
@@ -92,7 +92,8 @@ def tflite_latency(modes: list[str], model: str, threads: int, table: str,
       rows.append({"mode": mode, "ms": ms, **err})
       logging.info("TFLite %s: %.2f ms per face, max abs %.3g, mean abs %.3g, %.2f MB",
                    mode, ms, err["max_abs"], err["mean_abs"], err["size_bytes"] / 1e6)
-  lines = [f"| {datetime.date.today()} | {hardware.machine()} | {tf.__version__} | "
+  machine, flags = hardware.machine(), hardware.cpu_flags()
+  lines = [f"| {datetime.date.today()} | {machine} | {flags} | {tf.__version__} | "
            f"{model} | {r['mode']} | {r['ms']:.2f} | {r['max_abs']:.2g} | "
            f"{r['mean_abs']:.2g} | {r['size_bytes'] / 1e6:.2f} |" for r in rows]
   tables.show(HEADER, lines)

@@ -46,8 +46,6 @@ EXAMPLE_CROP = (slice(0, 192), slice(16, 208))
 FACE_FRACTION = 0.25        # of the photo's short side
 INPUT_QUALITY = 90          # the input JPEG's (a camera's); outputs are encode_photo's
 ONE_EMOTION = "Happy"
-# CPU flags that decide how fast TensorFlow and OpenCV run here (named when present).
-CPU_FEATURES = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16")
 STAGES = ("decode", "detect", "align", "g", "paste", "encode")
 
 TITLE = "## Photo path: photos/s"
@@ -80,12 +78,6 @@ def parse_size(text: str) -> tuple[int, int]:
     raise errors.UserError(f"--bench_photos: {text!r} is not a size: {', '.join(SIZES)} or "
                            "WxH (e.g. 2048x1536, at least 64x64)")
   return width, height
-
-
-def cpu_flags() -> str:
-  """The CPU flags of CPU_FEATURES this machine has, space separated ('-' for none)."""
-  found = devices.cpu_flags()
-  return " ".join(f for f in CPU_FEATURES if f in found) or "-"
 
 
 @functools.cache
@@ -319,7 +311,7 @@ def photo_table(sizes: list[str], detector_names: list[str], repeats: int, threa
   translator = inference.load_translator("pretrained")
   rows = [r for size in parsed for detector in found
           for r in time_photos(translator, detector, size, repeats, memory)]
-  machine, flags = hardware.machine(), cpu_flags()
+  machine, flags = hardware.machine(), hardware.cpu_flags()
   lines = [row_line(r, machine, flags, threads) for r in rows]
   tables.show(HEADER, lines)
   append_to_section(table, TITLE, INTRO, HEADER, lines)

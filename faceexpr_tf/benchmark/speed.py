@@ -35,7 +35,7 @@ CONFIGS = {
     "residual32": (dict(g_conv_dim=32, upsample="resize", g_output="residual"), 16, "log"),
 }
 
-HEADER = ("| date | machine | TF | oneDNN | config | batch | loss | precision | jit | "
+HEADER = ("| date | machine | CPU flags | TF | oneDNN | config | batch | loss | precision | jit | "
           "train img/s | G infer img/s | G GFLOP/img | G infer GFLOP/s | peak RSS MB |")
 
 
@@ -120,9 +120,9 @@ def time_training(name: str, precision: str, steps: int, infer_seconds: float = 
           "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
-def row_line(r: dict, machine: str) -> str:
+def row_line(r: dict, machine: str, flags: str) -> str:
   """A table line (matching HEADER) of one `time_training` row."""
-  return (f"| {datetime.date.today()} | {machine} | {tf.__version__} | "
+  return (f"| {datetime.date.today()} | {machine} | {flags} | {tf.__version__} | "
           f"{os.environ.get('TF_ENABLE_ONEDNN_OPTS', 'default')} | {r['config']} | "
           f"{r['batch']} | {r['loss']} | {r['precision']} | {r['jit']} | "
           f"{r['train_img_s']:.1f} | {r['infer_img_s']:.0f} | {r['g_gflop']:.2f} | "
@@ -152,7 +152,8 @@ def training_table(configs: list[str], precisions: list[str], steps: int, thread
       logging.info("%s", row)
       rows.append(row)
       keras.backend.clear_session()
-  lines = [row_line(r, hardware.machine()) for r in rows]
+  machine, flags = hardware.machine(), hardware.cpu_flags()
+  lines = [row_line(r, machine, flags) for r in rows]
   tables.show(HEADER, lines)
   tables.append_rows(table, HEADER, lines)
   return 0

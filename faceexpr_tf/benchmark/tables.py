@@ -21,6 +21,8 @@ def show(header: str, lines: list[str]):
 def append_rows(path: str, header: str, lines: list[str]):
   """Adds rows under the last row of the file's "## Results" table (the sections written
   after it, notes and other tables, stay below); a file without one gets it at its end.
+  A Results table with other columns (an older layout) stays as it is, below a new table
+  that the rows start, at the top of the section.
 
   Args:
     path: the markdown file ('' = write nothing).
@@ -42,6 +44,9 @@ def append_rows(path: str, header: str, lines: list[str]):
       end = at + len(rows[0]) + 1
       text = text[:end] + "\n" + header + "\n" + separator(header) + "\n" + "\n".join(
           lines) + "\n" + text[end:]
+    elif rows[first] != header:  # other columns: a new table above the old one
+      rows[first:first] = [header, separator(header), *lines, ""]
+      text = text[:at] + "\n".join(rows)
     else:
       last = first
       while last + 1 < len(rows) and rows[last + 1].startswith("|"):
