@@ -29,9 +29,9 @@ from faceexpr_tf.training import devices
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-HEADER = ("| date | machine | CPU flags | TF | torch | threads | precision | what | this project img/s | "
-          "PyTorch img/s | ratio | GFLOP/img | project GFLOP/s | % of matmul peak "
-          "(peak GFLOP/s, its dtype) | rounds |")
+HEADER = ("| date | machine | CPU flags | TF | torch | threads | precision | what | "
+          "this project img/s | PyTorch img/s | ratio | GFLOP/img | project GFLOP/s | "
+          "% of matmul peak (peak GFLOP/s, its dtype) | rounds |")
 
 
 def parse_anchor(output: str) -> dict:
@@ -121,8 +121,7 @@ def row_line(r: dict, machine: str, flags: str, threads: int, peak: float,
   """A table line (matching HEADER) of one side-by-side row."""
   rate = r["ours"] * r["gflop_per_img"]
   return (f"| {datetime.date.today()} | {machine} | {flags} | {tf.__version__} | "
-          f"{r['torch']} | "
-          f"{threads} | {r['precision']} | {r['what']} | "
+          f"{r['torch']} | {threads} | {r['precision']} | {r['what']} | "
           f"{r['ours']:.2f} | {r['theirs']:.2f} | **{r['ours'] / r['theirs']:.2f}x** | "
           f"{r['gflop_per_img']:.2f} | {rate:.1f} | {100 * rate / peak:.0f}% (peak "
           f"{peak:.0f}, {peak_dtype}) | {r['rounds']} |")

@@ -21,8 +21,8 @@ from faceexpr_tf.benchmark import tables
 from faceexpr_tf.data import emotions as emotions_lib
 from faceexpr_tf.modeling import models
 
-HEADER = ("| date | machine | CPU flags | TF | G | conversion | batch-1 ms (1 thread) | max abs diff | "
-          "mean abs diff | MB |")
+HEADER = ("| date | machine | CPU flags | TF | G | conversion | batch-1 ms (1 thread) | "
+          "max abs diff | mean abs diff | MB |")
 
 
 def tflite_ms(path: str, image: np.ndarray, seconds: float = 3.0) -> float:

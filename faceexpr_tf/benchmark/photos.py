@@ -33,7 +33,6 @@ from faceexpr_tf.benchmark import tables
 from faceexpr_tf.photos import detectors
 from faceexpr_tf.photos import editor as editor_lib
 from faceexpr_tf.photos import photo_files
-from faceexpr_tf.training import devices
 
 # Named sizes: (width, height).
 SIZES = {"1mp": (1152, 864), "12mp": (4000, 3000)}

@@ -35,8 +35,8 @@ CONFIGS = {
     "residual32": (dict(g_conv_dim=32, upsample="resize", g_output="residual"), 16, "log"),
 }
 
-HEADER = ("| date | machine | CPU flags | TF | oneDNN | config | batch | loss | precision | jit | "
-          "train img/s | G infer img/s | G GFLOP/img | G infer GFLOP/s | peak RSS MB |")
+HEADER = ("| date | machine | CPU flags | TF | oneDNN | config | batch | loss | precision | "
+          "jit | train img/s | G infer img/s | G GFLOP/img | G infer GFLOP/s | peak RSS MB |")
 
 
 def generator_flops(config: models.ModelConfig) -> float:
