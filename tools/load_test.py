@@ -31,7 +31,13 @@ from absl import flags
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCHMARKS = os.path.join(REPO, "docs", "benchmarks.md")
 SECTION = "## serve load test"
-RESULTS = "## Results"   # main.py benchmark's table, appended to at the end of the file
+INTRO = ("`tools/load_test.py` (details: [web.md](web.md)): `main.py serve` with the shipped "
+         "generator on 127.0.0.1; clients are threads on the same machine, each with one "
+         "keep-alive connection sending `translate_bytes` requests (one face PNG) back to "
+         "back; each level is bounded in requests and time; the server's memory (VmRSS) is "
+         "read after a warm-up pass at every level and after the test.")
+HEADER = ("| date | machine | CPU flags | clients | requests ok | failed | req/s | p50 ms | "
+          "p99 ms | mean batch | server RSS before -> after MB | note |")
 FACE = os.path.join(REPO, "faceexpr_tf", "assets", "examples", "astronaut_gray.png")
 EMOTIONS = ("Angry", "Happy", "Sad", "Surprise")
 
@@ -158,37 +164,14 @@ def append_rows(rows: list[dict], rss: tuple, note: str):
   """
   # Imported after the test, so that TensorFlow's import is not part of the client's load.
   from faceexpr_tf.benchmark import hardware  # pylint: disable=g-import-not-at-top
+  from faceexpr_tf.benchmark import tables  # pylint: disable=g-import-not-at-top
   today = datetime.date.today().isoformat()
-  machine = f"{hardware.machine()} | {hardware.cpu_flags()}"
-  new_rows = [f"| {today} | {machine} | {r['clients']} | {r['ok']} | {r['failed']} | "
+  where = f"{hardware.machine()} | {hardware.cpu_flags()}"
+  new_rows = [f"| {today} | {where} | {r['clients']} | {r['ok']} | {r['failed']} | "
               f"{r['rps']:.1f} | {r['p50_ms']:.0f} | {r['p99_ms']:.0f} | "
               f"{r['mean_batch']:.1f} | {rss[0]:.0f} -> {rss[1]:.0f} | {note} |"
               for r in rows]
-  with open(BENCHMARKS) as f:
-    lines = f.read().split("\n")
-  if SECTION in lines:
-    at = lines.index(SECTION) + 1
-    while at < len(lines) and not lines[at].startswith("|"):
-      at += 1
-    while at < len(lines) and lines[at].startswith("|"):
-      at += 1
-    lines[at:at] = new_rows
-  else:
-    section = [SECTION, "",
-               "`tools/load_test.py` (details: [web.md](web.md)): `main.py serve` with the "
-               "shipped generator on 127.0.0.1; clients are threads on the same machine, "
-               "each with one keep-alive connection sending `translate_bytes` requests (one "
-               "face PNG) back to back; each level is bounded in requests and time; the "
-               "server's memory (VmRSS) is read after a warm-up pass at every level and "
-               "after the test.", "",
-               "| date | machine | CPU flags | clients | requests ok | failed | req/s | p50 ms | p99 ms "
-               "| mean batch | server RSS before -> after MB | note |",
-               "|---|---|---|---|---|---|---|---|---|---|---|---|", *new_rows, ""]
-    at = lines.index(RESULTS) if RESULTS in lines else len(lines)
-    lines[at:at] = section
-  with open(BENCHMARKS, "w") as f:
-    f.write("\n".join(lines))
-
+  tables.append_to_section(BENCHMARKS, SECTION, INTRO, HEADER, new_rows)
 
 def main(argv):
   del argv

@@ -251,41 +251,6 @@ def row_line(r: dict, machine: str, flags: str, threads: int) -> str:
           f"{r['photos_s']:.2f} | {ms['total']:.1f} | {split} | {peak} | {r['repeats']} |")
 
 
-def append_to_section(path: str, title: str, intro: str, header: str, lines: list[str]):
-  """Appends rows to the table under `title` in `path` (after its last row, so text after
-  the table stays after it); a file without the section gets it, with `intro`, before its
-  "## Results" table (tables.insert_section). A table under the title with another header
-  is followed by a new one with this header. '' writes nothing."""
-  if not path:
-    return
-  text = ""
-  if os.path.exists(path):
-    with open(path, encoding="utf-8") as f:
-      text = f.read()
-  at = text.find(title + "\n")
-  while at > 0 and text[at - 1] != "\n":
-    at = text.find(title + "\n", at + 1)
-  if at < 0:
-    tables.insert_section(path, f"{title}\n\n{intro}", header, lines)
-    return
-  rows = text[at:].split("\n")
-  start = next((i for i, l in enumerate(rows) if l.startswith("|")), None)
-  nxt = next((i for i, l in enumerate(rows) if i and l.startswith("## ")), len(rows))
-  if start is None or start > nxt:       # a title without a table
-    start, end, block = 1, 1, ["", header, tables.separator(header), *lines]
-  else:
-    end = start
-    while end < len(rows) and rows[end].startswith("|"):
-      end += 1
-    block = lines if rows[start] == header else [
-        "", header, tables.separator(header), *lines]
-  rows[end:end] = block
-  text = text[:at] + "\n".join(rows)
-  with open(path + ".tmp", "w", encoding="utf-8") as f:
-    f.write(text)
-  os.replace(path + ".tmp", path)
-
-
 def photo_table(sizes: list[str], detector_names: list[str], repeats: int, threads: int,
                 table: str, memory: bool = True) -> int:
   """`benchmark --bench_photos`: rows per size and detector, printed and appended to `table`.
@@ -313,5 +278,5 @@ def photo_table(sizes: list[str], detector_names: list[str], repeats: int, threa
   machine, flags = hardware.machine(), hardware.cpu_flags()
   lines = [row_line(r, machine, flags, threads) for r in rows]
   tables.show(HEADER, lines)
-  append_to_section(table, TITLE, INTRO, HEADER, lines)
+  tables.append_to_section(table, TITLE, INTRO, HEADER, lines)
   return 0

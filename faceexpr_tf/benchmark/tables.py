@@ -1,7 +1,8 @@
 """Markdown tables: printing a header and its rows, and writing them into --bench_table.
 
 The training-speed rows go under the last row of the file's "## Results" table; the other
-tables (side by side, TFLite, photos) go in as titled sections of their own before it.
+tables (side by side, TFLite) go in as titled sections of their own before it, and the
+photo and serve load-test rows under the table of their own titled section.
 """
 
 import os
@@ -71,5 +72,40 @@ def insert_section(path: str, title: str, header: str, lines: list[str]):
       text + ("\n" if text and not text.endswith("\n\n") else "") + section)
   os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
   with open(path + ".tmp", "w") as f:
+    f.write(text)
+  os.replace(path + ".tmp", path)
+
+
+def append_to_section(path: str, title: str, intro: str, header: str, lines: list[str]):
+  """Appends rows to the table under `title` in `path` (after its last row, so text after
+  the table stays after it); a file without the section gets it, with `intro`, before its
+  "## Results" table (tables.insert_section). A table under the title with another header
+  is followed by a new one with this header. '' writes nothing."""
+  if not path:
+    return
+  text = ""
+  if os.path.exists(path):
+    with open(path, encoding="utf-8") as f:
+      text = f.read()
+  at = text.find(title + "\n")
+  while at > 0 and text[at - 1] != "\n":
+    at = text.find(title + "\n", at + 1)
+  if at < 0:
+    insert_section(path, f"{title}\n\n{intro}", header, lines)
+    return
+  rows = text[at:].split("\n")
+  start = next((i for i, l in enumerate(rows) if l.startswith("|")), None)
+  nxt = next((i for i, l in enumerate(rows) if i and l.startswith("## ")), len(rows))
+  if start is None or start > nxt:       # a title without a table
+    start, end, block = 1, 1, ["", header, separator(header), *lines]
+  else:
+    end = start
+    while end < len(rows) and rows[end].startswith("|"):
+      end += 1
+    block = lines if rows[start] == header else [
+        "", header, separator(header), *lines]
+  rows[end:end] = block
+  text = text[:at] + "\n".join(rows)
+  with open(path + ".tmp", "w", encoding="utf-8") as f:
     f.write(text)
   os.replace(path + ".tmp", path)
