@@ -56,6 +56,30 @@ def test_classification_loss_and_accuracy():
   assert f(losses.accuracy(logits, np.array([0, 1]))) == pytest.approx(0.5)
 
 
+def test_capped_classification_loss_by_hand():
+  # p(label) = e^5 / (e^5 + 3) = 0.980 for the first face, 1/4 for the second.
+  logits = np.array([[5.0, 0, 0, 0], [0, 0, 0, 0]])
+  labels = np.array([0, 1])
+  ce = np.array([-np.log(np.exp(5) / (np.exp(5) + 3)), np.log(4)])
+  assert f(losses.capped_classification_loss(logits, labels, 1.0)) == pytest.approx(
+      f(losses.classification_loss(logits, labels)), rel=1e-6)
+  # At 0.9 the first face already reads (0.980 >= 0.9): only the second counts.
+  assert f(losses.capped_classification_loss(logits, labels, 0.9)) == pytest.approx(
+      (ce[1] + np.log(0.9)) / 2, rel=1e-5)
+  # At 0.2 both read: nothing left to push.
+  assert f(losses.capped_classification_loss(logits, labels, 0.2)) == 0.0
+
+
+def test_capped_classification_loss_has_no_gradient_past_the_cap():
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  logits = tf.Variable([[5.0, 0, 0, 0], [0, 0, 0, 0]])
+  with tf.GradientTape() as tape:
+    loss = losses.capped_classification_loss(logits, np.array([0, 1]), 0.9)
+  grad = tape.gradient(loss, logits).numpy()
+  assert np.all(grad[0] == 0)              # read with 0.98: left alone
+  assert grad[1, 1] < 0                    # the unread face's label logit is pushed up
+
+
 def test_reconstruction_loss():
   x = np.zeros((2, 4, 4, 1), np.float32)
   y = x.copy()

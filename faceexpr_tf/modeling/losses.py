@@ -10,6 +10,8 @@ Paper (eq. 1-6):  L_adv = E[log D_src(x)] + E[log(1 - D_src(G(x, c)))]
   L_G =  L_adv + lambda_cls * L_cls^f + lambda_rec * L_rec
 """
 
+import math
+
 from keras import ops
 
 
@@ -91,6 +93,20 @@ def classification_loss(class_logits, labels):
   """Softmax cross-entropy of D_cls against integer labels (emotions are exclusive)."""
   return _mean(ops.sparse_categorical_crossentropy(
       labels, ops.cast(class_logits, "float32"), from_logits=True))
+
+
+def capped_classification_loss(class_logits, labels, confidence=1.0):
+  """Cross-entropy that stops at `confidence`: E max(0, -log p(label) + log confidence).
+
+  A face the classifier already reads as its label with probability `confidence` or more
+  adds nothing (and no gradient): G is pushed until the expression reads, not on toward a
+  caricature that reads with certainty. confidence=1 is classification_loss exactly.
+  """
+  ce = ops.sparse_categorical_crossentropy(labels, ops.cast(class_logits, "float32"),
+                                           from_logits=True)
+  if confidence >= 1.0:
+    return _mean(ce)
+  return _mean(ops.relu(ce + math.log(confidence)))
 
 
 def reconstruction_loss(images, reconstructed):

@@ -75,8 +75,9 @@ class StarGAN(keras.Model):
 
   def __init__(self, generator, discriminator, *, gan_loss="log", lambda_cls=1.0,
                lambda_rec=10.0, lambda_gp=10.0, n_critic=1, saturating_g=False, lambda_id=0.0,
-               g_ema_decay=0.0, guide=None, lambda_guide=0.0, lambda_r1=0.0, diffaug="",
-               diffaug_seed=0, lambda_mask=0.0, lambda_mask_tv=0.0, **kwargs):
+               g_ema_decay=0.0, guide=None, lambda_guide=0.0, guide_confidence=1.0,
+               lambda_r1=0.0, diffaug="", diffaug_seed=0, lambda_mask=0.0,
+               lambda_mask_tv=0.0, **kwargs):
     super().__init__(**kwargs)
     if gan_loss not in GAN_LOSSES:
       raise ValueError(f"gan_loss must be one of {GAN_LOSSES}, got {gan_loss!r}")
@@ -109,6 +110,11 @@ class StarGAN(keras.Model):
       raise ValueError("lambda_guide > 0 needs a guide classifier")
     self.guide = guide
     self.lambda_guide = lambda_guide if guide is not None else 0.0
+    # The guide's loss stops once it reads the target with this probability (1: never,
+    # plain cross-entropy): G makes the expression read, not a caricature of it.
+    if not 0.0 < guide_confidence <= 1.0:
+      raise ValueError(f"guide_confidence must be in (0, 1], got {guide_confidence}")
+    self.guide_confidence = guide_confidence
     if guide is not None:
       guide.trainable = False
     # DiffAugment: every image D sees in training, real or fake, goes through the same
@@ -284,8 +290,8 @@ class StarGAN(keras.Model):
         loss_mask_tv = losses.total_variation(mask_fake) + losses.total_variation(mask_rec)
         loss += self.lambda_mask * loss_mask + self.lambda_mask_tv * loss_mask_tv
       if self.lambda_guide:
-        loss_guide = losses.classification_loss(self.guide(x_fake, training=True),
-                                                label_trg)
+        loss_guide = losses.capped_classification_loss(
+            self.guide(x_fake, training=True), label_trg, self.guide_confidence)
         loss += self.lambda_guide * loss_guide
       else:
         loss_guide = tf.constant(0.0)

@@ -88,6 +88,10 @@ _GUIDE = flags.DEFINE_string("guide", None, "A frozen expression classifier (.ke
 _LAMBDA_GUIDE = flags.DEFINE_float("lambda_guide", 0.0, "Weight of the guide classifier's "
                                    "cross-entropy on G(x, c) (0 = off; needs --guide).",
                                    flag_values=FLAGS)
+_GUIDE_CONFIDENCE = flags.DEFINE_float(
+    "guide_confidence", 1.0, "The guide's loss stops for a fake it reads as the target "
+    "with at least this probability: max(0, CE + log p); G makes the expression read, not "
+    "a caricature of it (1 = never stops, plain cross-entropy).", flag_values=FLAGS)
 # Scoring while training (an independent judge; see scoring.py).
 _JUDGE = flags.DEFINE_string("judge", "shipped", "Classifier that scores G while training "
                              "(.keras; 'shipped' = the package's; 'none' = no scoring).",
@@ -187,6 +191,7 @@ def check_flags():
       *((n, 0 <= v[n] < 1, "must be in [0, 1)") for n in ("beta1", "beta2",
                                                            "g_ema_decay")),
       ("same_target_rate", 0 <= v["same_target_rate"] <= 1, "must be in [0, 1]"),
+      ("guide_confidence", 0 < v["guide_confidence"] <= 1, "must be in (0, 1]"),
       ("image_size", v["image_size"] > 0 and v["image_size"] % down == 0,
        f"must be a positive multiple of {down} (G downsamples twice, D "
        f"--d_repeat_num={v['d_repeat_num']} times)"),

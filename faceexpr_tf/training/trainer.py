@@ -60,6 +60,7 @@ class TrainConfig:
   n_critic: int = 1
   guide: str | None = None
   lambda_guide: float = 0.0
+  guide_confidence: float = 1.0      # the guide's loss stops at this p(target); 1 = never
   judge: str = "shipped"
   eval_every: int = 0
   eval_faces: int = 400
@@ -150,6 +151,7 @@ def build_stargan(cfg: TrainConfig, plan: devices.DevicePlan, total_steps: int =
         lambda_rec=cfg.lambda_rec, lambda_gp=cfg.lambda_gp, n_critic=cfg.n_critic,
         saturating_g=cfg.saturating_g, lambda_id=cfg.lambda_id,
         g_ema_decay=cfg.g_ema_decay, guide=guide, lambda_guide=cfg.lambda_guide,
+        guide_confidence=cfg.guide_confidence,
         lambda_r1=cfg.lambda_r1, diffaug=cfg.diffaug,
         diffaug_seed=cfg.seed, lambda_mask=cfg.lambda_mask, lambda_mask_tv=cfg.lambda_mask_tv)
     g_lr, d_lr = cfg.g_lr, cfg.d_lr
