@@ -208,6 +208,8 @@ def test_broken_tflite_is_one_line(name):
     ("g_lr", 0.0, "--g_lr=0.0: must be above 0"),
     ("beta2", 1.0, "--beta2=1.0: must be in [0, 1)"),
     ("same_target_rate", 1.5, "--same_target_rate=1.5: must be in [0, 1]"),
+    ("guide_confidence", 0.0, "--guide_confidence=0.0: must be in (0, 1]"),
+    ("guide_confidence", 1.5, "--guide_confidence=1.5: must be in (0, 1]"),
     ("eval_faces", 2, "--eval_faces=2: must be 0 (all) or at least 4"),
 ])
 def test_training_flag_out_of_range_is_one_line(parsed_flags, flag, value, message):

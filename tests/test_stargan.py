@@ -123,6 +123,35 @@ def test_bad_arguments():
     stargan.StarGAN(g, d, n_critic=0)
 
 
+def _uniform_guide():
+  """A guide that gives every emotion 1/4, whatever the face: its loss is log 4."""
+  guide = keras.Sequential([keras.Input((48, 48, 1)), keras.layers.Flatten(),
+                            keras.layers.Dense(4, kernel_initializer="zeros")])
+  return guide
+
+
+@pytest.mark.parametrize("confidence,expected", [
+    (1.0, np.log(4)),                 # plain cross-entropy
+    (0.5, np.log(4) + np.log(0.5)),   # p(target) = 1/4 is short of 0.5 by log 2
+    (0.2, 0.0),                       # 1/4 already reads: no loss, no push
+])
+def test_guide_confidence_caps_the_guide_s_loss_in_the_train_step(confidence, expected):
+  model = _model(guide=_uniform_guide(), lambda_guide=1.0, guide_confidence=confidence)
+  history = model.fit(tf.data.Dataset.from_tensors(_batch()), epochs=1, verbose=0)
+  logs = {k: v[-1] for k, v in history.history.items()}
+  assert logs["G/loss_guide"] == pytest.approx(expected, abs=1e-5)
+  assert logs["G/loss"] == pytest.approx(
+      logs["G/loss_fake"] + logs["G/loss_cls"] + 10 * logs["G/loss_rec"] + expected,
+      rel=1e-5)
+
+
+def test_guide_confidence_out_of_range_is_refused():
+  g, d = models.build_models(TINY)
+  for bad in (0.0, 1.5):
+    with pytest.raises(ValueError, match="guide_confidence"):
+      stargan.StarGAN(g, d, guide_confidence=bad)
+
+
 def test_identity_term_is_off_by_default_and_reported_when_on(default_step):
   off = default_step[2]                            # _model()'s first fit() on _batch()
   assert off.history["G/loss_id"][-1] == 0.0

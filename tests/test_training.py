@@ -253,6 +253,15 @@ def test_a_guide_must_classify_the_runs_emotions_in_its_order(tmp_path):
     trainer.build_stargan(cfg, plan)
 
 
+def test_guide_confidence_reaches_the_model(tmp_path):
+  guide = _tiny_judge(str(tmp_path / "guide.keras"))
+  plan = devices.plan(precision="float32", jit_compile="false")
+  cfg = _config(tmp_path / "run", guide=guide, lambda_guide=1.0, guide_confidence=0.7)
+  assert trainer.build_stargan(cfg, plan).guide_confidence == 0.7
+  assert trainer.build_stargan(_config(tmp_path / "run2", guide=guide, lambda_guide=1.0),
+                               plan).guide_confidence == 1.0
+
+
 def test_scoring_while_training_logs_scores_and_keeps_the_best(tmp_path, monkeypatch):
   import json  # pylint: disable=g-import-not-at-top
   from faceexpr_tf.evaluation import scoring  # pylint: disable=g-import-not-at-top
