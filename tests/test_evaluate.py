@@ -98,7 +98,10 @@ def test_evaluate_on_real_faces_writes_every_metric(run_dir, tiny_judge, tmp_pat
               "own_emotion_fd", "own_emotion_accuracy"):
     assert np.isfinite(scores[key]), key
   assert len(scores["target_accuracy_by_pair"]) == 12
-  assert set(scores["judge_real_accuracy_by_class"]) == set(EMOTIONS)
+  for key in ("judge_real_accuracy_by_class", "target_prob_median_by_target",
+              "real_prob_median_by_class"):
+    assert set(scores[key]) == set(EMOTIONS), key
+    assert all(0 <= v <= 1 for v in scores[key].values()), key
   # The untrained residual G is (nearly) the identity: same face, same judge reading.
   assert scores["ssim"] > 0.99 and scores["pixel_correlation"] > 0.99
   assert scores["target_accuracy"] == pytest.approx(scores["do_nothing_target_accuracy"],
@@ -108,6 +111,7 @@ def test_evaluate_on_real_faces_writes_every_metric(run_dir, tiny_judge, tmp_pat
   report = open(os.path.join(out, "report.md")).read()
   assert "target accuracy" in report and "real vs real" in report
   assert "G(x, c_org)" in report
+  assert "| emotion | translations toward it | real faces of it |" in report
   assert scores["own_emotion_ssim"] > 0.99
   for name in ("samples.png", "worst.png", "pairs.csv"):
     assert os.path.getsize(os.path.join(out, name)) > 100, name

@@ -183,6 +183,47 @@ def test_own_emotion_scores_tell_a_g_that_keeps_a_face_from_one_that_exaggerates
   assert keeps["own_emotion_accuracy"] == exaggerates["own_emotion_accuracy"] == 1.0
 
 
+class _StrengthJudge:
+  """Reads the emotion from pixel (0, 0) (40 x class) and how strongly from pixel (0, 1):
+  the read class's logit is that pixel / 25, the others' 0."""
+
+  def __call__(self, images):
+    x = images.reshape(len(images), -1).astype(np.float64)
+    onehot = np.eye(4)[np.rint(x[:, 0] / 40).astype(int)]
+    return onehot, onehot * (x[:, 1:2] / 25)
+
+
+def test_strength_tells_an_under_made_expression_from_a_caricature():
+  # Real faces read with logit 8; one G writes the target at logit 2 (under-made), the
+  # other at 10.2 (a caricature): both read as the target every time, so only the judge's
+  # probability of it tells them apart.
+  rng = np.random.default_rng(5)
+  labels = rng.choice(4, 200)
+  real = _mark_faces(labels, rng)
+  real[:, 0, 1, 0] = 200
+
+  class Marking:
+    num_classes, emotions = 4, list(EMOTIONS)
+
+    def __init__(self, strength):
+      self.strength = strength
+
+    def translate(self, images, target):
+      out = images.copy()
+      out[:, 0, 0, 0] = 40 * np.asarray(target)
+      out[:, 0, 1, 0] = self.strength
+      return out
+
+  under, _ = scoring.score(Marking(50), _StrengthJudge(), real, labels, cycle=False)
+  over, _ = scoring.score(Marking(255), _StrengthJudge(), real, labels, cycle=False)
+  assert under["target_accuracy"] == over["target_accuracy"] == 1.0
+  p = lambda logit: np.exp(logit) / (np.exp(logit) + 3)
+  for c in range(4):
+    assert under["real_prob_median_by_class"][c] == pytest.approx(p(8.0))
+    assert under["target_prob_median_by_target"][c] == pytest.approx(p(2.0))
+    assert over["target_prob_median_by_target"][c] == pytest.approx(p(10.2))
+
+
 def test_judge_classes_match_by_emotion_name():
   five = ["Angry", "Happy", "Neutral", "Sad", "Surprise"]
   assert scoring.judge_classes(five, EMOTIONS).tolist() == [0, 1, 3, 4]

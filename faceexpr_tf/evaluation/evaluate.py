@@ -252,10 +252,9 @@ def real_report(translator, source: str, out_dir: str, *, usage="PublicTest",
   pairs.index.name, pairs.columns.name = "source", "target"
   scores["target_accuracy_by_pair"] = {
       f"{s}->{t}": float(pairs.loc[s, t]) for s in names for t in names if s != t}
-  scores["target_accuracy_by_target"] = {all_names[t]: v for t, v in
-                                         scores["target_accuracy_by_target"].items()}
-  scores["judge_real_accuracy_by_class"] = {
-      all_names[c]: v for c, v in scores["judge_real_accuracy_by_class"].items()}
+  for key in ("target_accuracy_by_target", "judge_real_accuracy_by_class",
+              "target_prob_median_by_target", "real_prob_median_by_class"):
+    scores[key] = {all_names[c]: v for c, v in scores[key].items()}
   scores["judged_emotions"] = names_of(scores.pop("judged_classes"))
   scores.update(model=translator.source, step=translator.step, data=faces.source,
                 judge=judge.path, judge_record_accuracy=judge.record.get(
@@ -348,6 +347,12 @@ def real_report_markdown(s: dict, pairs, names) -> str:
     cells = ["-" if src == t else pct(pairs.loc[src, t]) for t in names]
     lines.append(f"| {src} | " + " | ".join(cells) +
                  f" | {pct(s['judge_real_accuracy_by_class'][src])} |")
+  lines += ["", "How strongly each emotion reads: the judge's median probability of it in "
+            "translations toward it and in real faces of it (translations below the real "
+            "faces: an under-made expression; above: a caricature).", "",
+            "| emotion | translations toward it | real faces of it |", "|---|---|---|"]
+  lines += [f"| {n} | {s['target_prob_median_by_target'][n]:.3f} | "
+            f"{s['real_prob_median_by_class'][n]:.3f} |" for n in names]
   lines += ["", "![samples: input, then each emotion](samples.png)", "",
             "Worst cases (input, output): top row lowest judge probability of the target, "
             "bottom row lowest SSIM.", "", "![worst cases](worst.png)", ""]

@@ -224,6 +224,11 @@ def score(translator, judge: Judge, images: np.ndarray, labels: np.ndarray, *,
   from_b = from_b[matched_mix(tr.target[from_b], labels[half_a], seed)]
   fd = metrics.frechet_distance(feats_real[half_a], feats_fake[from_b])
   kid, kid_std = metrics.kid(feats_real[half_a], feats_fake[from_b], seed=seed)
+  # How strongly each emotion reads: the judge's median probability of it in translations
+  # toward it, beside real faces of it (below: under-made; above: a caricature).
+  prob_real = _softmax(logits_real)
+  strength_fake = {int(t): _median(prob_fake[tr.target == t, to_judge[t]]) for t in judged}
+  strength_real = {int(c): _median(prob_real[labels == c, to_judge[c]]) for c in judged}
   real_matrix = classifier_lib.confusion_matrix(   # [true, predicted], the judge's ids
       to_judge[labels], pred_real, max(logits_real.shape[-1], k))
   real_by_class = classifier_lib.per_class_accuracy(real_matrix)[to_judge[judged]]
@@ -236,6 +241,8 @@ def score(translator, judge: Judge, images: np.ndarray, labels: np.ndarray, *,
       "judge_real_accuracy": float((pred_real == to_judge[labels]).mean()),
       "judge_real_accuracy_by_class": {
           int(c): float(a) for c, a in zip(judged, real_by_class)},
+      "target_prob_median_by_target": strength_fake,
+      "real_prob_median_by_class": strength_real,
       "ssim": float(ssim.mean()), "pixel_correlation": float(corr.mean()),
       "inverted_share": float((corr < 0).mean()),
       "l1": float(l1.mean()), "psnr": float(psnr.mean()),
@@ -270,6 +277,11 @@ def own_emotion_scores(translator, judge: Judge, images: np.ndarray, labels: np.
           "own_emotion_l1": float((metrics.l1(images, same) / 255).mean()),
           "own_emotion_fd": metrics.frechet_distance(real_features_a, feats[half_b]),
           "own_emotion_accuracy": float((logits.argmax(-1) == to_judge[labels]).mean())}
+
+
+def _median(values: np.ndarray) -> float:
+  """The median, NaN for none (an emotion without faces)."""
+  return float(np.median(values)) if len(values) else float("nan")
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:
