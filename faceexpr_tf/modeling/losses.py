@@ -89,10 +89,15 @@ def r1_penalty(gradients):
 
 # --- shared terms -----------------------------------------------------------------------
 
+def _cross_entropy(class_logits, labels):
+  """Each example's softmax cross-entropy against its integer label."""
+  return ops.sparse_categorical_crossentropy(labels, ops.cast(class_logits, "float32"),
+                                             from_logits=True)
+
+
 def classification_loss(class_logits, labels):
   """Softmax cross-entropy of D_cls against integer labels (emotions are exclusive)."""
-  return _mean(ops.sparse_categorical_crossentropy(
-      labels, ops.cast(class_logits, "float32"), from_logits=True))
+  return _mean(_cross_entropy(class_logits, labels))
 
 
 def capped_classification_loss(class_logits, labels, confidence=1.0):
@@ -102,11 +107,9 @@ def capped_classification_loss(class_logits, labels, confidence=1.0):
   adds nothing (and no gradient): G is pushed until the expression reads, not on toward a
   caricature that reads with certainty. confidence=1 is classification_loss exactly.
   """
-  ce = ops.sparse_categorical_crossentropy(labels, ops.cast(class_logits, "float32"),
-                                           from_logits=True)
   if confidence >= 1.0:
-    return _mean(ce)
-  return _mean(ops.relu(ce + math.log(confidence)))
+    return classification_loss(class_logits, labels)
+  return _mean(ops.relu(_cross_entropy(class_logits, labels) + math.log(confidence)))
 
 
 def reconstruction_loss(images, reconstructed):

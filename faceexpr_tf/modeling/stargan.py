@@ -110,13 +110,13 @@ class StarGAN(keras.Model):
       raise ValueError("lambda_guide > 0 needs a guide classifier")
     self.guide = guide
     self.lambda_guide = lambda_guide if guide is not None else 0.0
+    if guide is not None:
+      guide.trainable = False
     # The guide's loss stops once it reads the target with this probability (1: never,
     # plain cross-entropy): G makes the expression read, not a caricature of it.
     if not 0.0 < guide_confidence <= 1.0:
       raise ValueError(f"guide_confidence must be in (0, 1], got {guide_confidence}")
     self.guide_confidence = guide_confidence
-    if guide is not None:
-      guide.trainable = False
     # DiffAugment: every image D sees in training, real or fake, goes through the same
     # random differentiable transform family (not in the paper; off by default).
     self.diffaug = diffaugment.parse_policy(diffaug)
