@@ -173,6 +173,7 @@ def append_rows(rows: list[dict], rss: tuple, note: str):
               for r in rows]
   tables.append_to_section(BENCHMARKS, SECTION, INTRO, HEADER, new_rows)
 
+
 def main(argv):
   del argv
   process = None
