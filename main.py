@@ -4,6 +4,7 @@ Modes:
   train      train StarGAN on FER2013 / an image folder / the built-in synthetic faces
   train_classifier  train the expression classifier that judges translations
   evaluate   score a run's generator (synthetic ground truth, D's accuracy) and write a report
+  calibrate  measure how strongly G should make each emotion; a generator with those gains
   export     SavedModel for TF Serving, or .tflite for mobile
   translate  change the expression of faces in your own photos
   benchmark  training and inference speed, appended to docs/benchmarks.md
@@ -28,6 +29,7 @@ MODES = {
     "train": "faceexpr_tf.training.train",
     "train_classifier": "faceexpr_tf.evaluation.classifier_training",
     "evaluate": "faceexpr_tf.evaluation.evaluate",
+    "calibrate": "faceexpr_tf.evaluation.calibrate",
     "export": "faceexpr_tf.serving.export",
     "translate": "faceexpr_tf.photos.translate",
     "benchmark": "faceexpr_tf.benchmark.benchmark",

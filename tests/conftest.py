@@ -16,7 +16,8 @@ import pytest  # pylint: disable=g-import-not-at-top,wrong-import-position
 # Every module that holds a mode's flags (FLAGS, a FlagValues of its own): main.py's modes
 # and the TF Serving client's `python -m` entry point.
 MODE_MODULES = ("faceexpr_tf.training.train", "faceexpr_tf.evaluation.classifier_training",
-                "faceexpr_tf.evaluation.evaluate", "faceexpr_tf.serving.export",
+                "faceexpr_tf.evaluation.evaluate", "faceexpr_tf.evaluation.calibrate",
+                "faceexpr_tf.serving.export",
                 "faceexpr_tf.photos.translate", "faceexpr_tf.benchmark.benchmark",
                 "faceexpr_tf.web.serve", "faceexpr_tf.serving.serving_client")
 

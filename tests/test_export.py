@@ -385,13 +385,15 @@ def test_tflite_has_only_translate_ids_with_dynamic_batch(tflite_files, generato
     np.testing.assert_allclose(got, _keras(generator, x[:n], np.arange(n)), atol=1e-4)
 
 
-@pytest.mark.parametrize("g_output", ["residual", "attention"])
-def test_edit_generators_export_to_saved_model_and_tflite(tmp_path, g_output):
+@pytest.mark.parametrize("g_output,edit_gain", [("residual", None), ("attention", None),
+                                                ("residual", (0.5, 1.5, 1.0, 2.0))])
+def test_edit_generators_export_to_saved_model_and_tflite(tmp_path, g_output, edit_gain):
   # --g_output=residual adds atanh(x) (written with LOG, a TFLite builtin) to G's output;
-  # attention also blends it with the input through a sigmoid mask.
+  # attention also blends it with the input through a sigmoid mask; a calibrated G scales
+  # its edit per emotion (models.Generator's edit_gain), and every export must too.
   keras.utils.set_random_seed(3)
   g = models.Generator(models.ModelConfig(g_conv_dim=8, g_repeat_num=1, d_conv_dim=8,
-                                          g_output=g_output))
+                                          g_output=g_output), edit_gain=edit_gain)
   g.build()
   g.get_layer("conv_out").kernel.assign(
       np.random.default_rng(0).normal(0, 0.05, g.get_layer("conv_out").kernel.shape))
@@ -401,6 +403,10 @@ def test_edit_generators_export_to_saved_model_and_tflite(tmp_path, g_output):
   path = tflite.convert_tflite(version_dir, str(tmp_path / f"{g_output}.tflite"), "none")
   stats = tflite.compare_tflite(path, g, images, np.arange(4))
   assert stats["max_abs"] < 1e-4, stats
+  if edit_gain is not None:   # the exports did scale the edit: the plain G differs
+    plain = models.with_edit_gain(g, None)
+    with pytest.raises(signatures.ExportError, match="differs"):
+      export.verify_saved_model(version_dir, plain, images, np.arange(4))
 
 
 def test_int8_needs_representative_images(version_dir, tmp_path):

@@ -91,7 +91,7 @@ def test_the_page_shows_five_and_claims_no_reading_its_classifier_cannot_make(
   # The shipped classifier knows the paper's four: the source estimate is uniform.
   assert not intensity.classifier_reads(translator)
   editor = editor_lib.PhotoEditor(translator, "auto",
-                                  run=lambda x, y: translator.forward_labels(x, y))
+                                  run=lambda x, y, g=None: translator.forward_labels(x, y, g))
   page = web_ui.Page(editor, str(tmp_path / "page"))
   result = page.edit(photo, 1.0)
   assert list(result.photos) == list(FIVE)

@@ -79,6 +79,7 @@ SHORTEN = {
     "train_classifier": ["--epochs=1", "--width=4", "--batch_size=8", "--max_minutes=0",
                          "--synthetic_identities=16"],
     "evaluate": ["--eval_identities=8", "--eval_faces=8"],
+    "calibrate": [],
     "export": ["--representative_count=16"],
     "translate": [],
     "benchmark": ["--bench_configs=demo", "--bench_precisions=float32", "--bench_steps=2"],

@@ -292,6 +292,28 @@ def test_batcher_merges_concurrent_requests(translator, probe_faces):
     batcher.close()
 
 
+def test_batcher_merges_requests_with_and_without_edit_gains(translator, probe_faces):
+  # Intensity below 1 sends each row's gain (intensity.edit_gain); a merged batch gives the
+  # rows without one the gain their labels imply, so every request gets its own answer.
+  batcher = batcher_lib.Batcher(translator, max_batch=64, max_wait_s=0.05)
+  try:
+    x = translators.to_model_range(probe_faces)
+    labels = intensity.blend(np.full(4, 0.25, np.float32), [0, 2, 3], 0.5)
+    gain = intensity.edit_gain(translator, [0, 2, 3], 0.5)
+    assert gain is not None   # the shipped G has an edit gain
+    with futures.ThreadPoolExecutor(8) as pool:
+      outs = list(pool.map(lambda i: batcher.run(x, labels, gain if i % 2 else None,
+                                                 timeout=60), range(8)))
+    with_gain, without = translator.forward_labels(x, labels, gain), translator.forward_labels(
+        x, labels)
+    assert np.abs(with_gain - without).max() > 1e-3
+    for i, out in enumerate(outs):
+      np.testing.assert_allclose(out, with_gain if i % 2 else without, atol=1e-5)
+    assert batcher.batches < 8, "no two requests were merged into one forward pass"
+  finally:
+    batcher.close()
+
+
 def test_batcher_queue_is_bounded(translator, probe_faces):
   batcher = batcher_lib.Batcher(translator, max_batch=1, max_wait_s=0.0, max_queue=2)
   try:
@@ -385,7 +407,7 @@ def test_translate_mode_intensity_flag(parsed_flags, tmp_path, astronaut):
 def page_editor(translator):
   from faceexpr_tf.photos import editor as editor_lib  # pylint: disable=g-import-not-at-top
   return editor_lib.PhotoEditor(translator, "auto",
-                                run=lambda x, y: translator.forward_labels(x, y))
+                                run=lambda x, y, g=None: translator.forward_labels(x, y, g))
 
 
 def test_page_shows_the_whole_photo_edited_strip_animation_and_downloads(

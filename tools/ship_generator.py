@@ -9,6 +9,12 @@ the shipped model was chosen.
   python tools/ship_generator.py --run_dir=runs/ferplus_diffaug --checkpoint=best \
     --data=path/to/fer2013.csv.gz [--ferplus=path/to/fer2013new.csv] --command="python main.py train ..." \
     --guide_command="python main.py train_classifier ..."
+
+A generator that `main.py calibrate` wrote (the shipped one or a run's, with its edit gain
+and a record that already says where it came from) ships as it is:
+
+  python tools/ship_generator.py --keras=reports/pretrained_calibrated/generator.keras \
+    --selection="..."
 """
 
 import dataclasses
@@ -27,7 +33,9 @@ from faceexpr_tf.serving import pretrained  # pylint: disable=wrong-import-posit
 from faceexpr_tf.store import runs  # pylint: disable=wrong-import-position
 from faceexpr_tf.training import callbacks  # pylint: disable=wrong-import-position
 
-_RUN_DIR = flags.DEFINE_string("run_dir", None, "The run to ship from.", required=True)
+_RUN_DIR = flags.DEFINE_string("run_dir", None, "The run to ship from.")
+_KERAS = flags.DEFINE_string("keras", None, "Instead of --run_dir: a .keras generator with its "
+                             "record (calibrate's output), shipped as it is.")
 _CHECKPOINT = flags.DEFINE_string("checkpoint", "best", "A step, 'best' (the run's scored "
                                   "best) or a checkpoint .npz path.")
 _DATA = flags.DEFINE_string("data", None, "The training data file, for its sha256.")
@@ -82,17 +90,26 @@ def make_record(run_dir: str, step: int) -> dict:
 
 def main(argv):
   del argv
-  checkpoint = _CHECKPOINT.value
-  generator, _, step = runs.load_generator(
-      _RUN_DIR.value, None if checkpoint == "best" else
-      int(checkpoint) if checkpoint.isdigit() else checkpoint)
-  record = make_record(_RUN_DIR.value, step)
+  if bool(_RUN_DIR.value) == bool(_KERAS.value):
+    raise app.UsageError("give --run_dir or --keras (one of them)")
+  if _KERAS.value:
+    source = _KERAS.value
+    generator, record = pretrained.load_generator(source)
+    if _SELECTION.value:
+      record["selection"] = _SELECTION.value
+    step = record.get("step")
+  else:
+    source, checkpoint = _RUN_DIR.value, _CHECKPOINT.value
+    generator, _, step = runs.load_generator(
+        source, None if checkpoint == "best" else
+        int(checkpoint) if checkpoint.isdigit() else checkpoint)
+    record = make_record(source, step)
   pretrained.save_generator(generator, _OUT.value, record)
   reference = os.path.join(os.path.dirname(os.path.abspath(_OUT.value)),
                            "generator_reference.npy")
   loaded, _ = pretrained.load_generator(_OUT.value)  # the file as users will open it
   np.save(reference, pretrained.reference_output(loaded))
-  print(f"Shipped {_RUN_DIR.value} step {step} -> {_OUT.value} "
+  print(f"Shipped {source} step {step} -> {_OUT.value} "
         f"({os.path.getsize(_OUT.value) / 1e6:.1f} MB), record and {reference}")
 
 

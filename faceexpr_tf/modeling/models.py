@@ -9,6 +9,7 @@ does not import under Keras 3).
 """
 
 import dataclasses
+import math
 
 import keras
 from keras import layers
@@ -107,12 +108,20 @@ class Generator(keras.Model):
   With the last conv zero-initialised C = x, so an untrained G is the identity whatever A
   is. `edit` returns (out, A): training penalises A's edit area and roughness
   (losses.mask_area, losses.total_variation), and the grids show where G edits.
+
+  `edit_gain` (one factor per emotion; None: 1 for all) scales what G changes, after
+  training: out = clip(x + g (G(x, c) - x)) with g = c . edit_gain, so a G that under-makes
+  one emotion and over-makes another can be set to make each as strongly as real faces
+  show it (evaluation/calibrate.py measures the factors). Training never sets it; it
+  travels in the .keras file and so into every export. `gain` ([N]) in a call replaces
+  the factors a batch's labels imply (photos/intensity.py ramps them with the intensity).
   """
 
-  def __init__(self, config: ModelConfig = ModelConfig(), **kwargs):
+  def __init__(self, config: ModelConfig = ModelConfig(), edit_gain=None, **kwargs):
     kwargs.setdefault("name", "generator")
     super().__init__(**kwargs)
     self.config = config
+    self.edit_gain = check_edit_gain(edit_gain, config.num_classes)
     dim = config.g_conv_dim
     blocks = [layers.Conv2D(dim, 7, padding="same", use_bias=False, name="conv_in"),
               _instance_norm("norm_in"), layers.ReLU()]
@@ -146,11 +155,25 @@ class Generator(keras.Model):
     self.call(keras.KerasTensor((None, size, size, ch)), keras.KerasTensor((None, k)))
     self.built = True
 
-  def call(self, images, target_onehot, training=None):
-    return self.edit(images, target_onehot, training)[0]
+  def call(self, images, target_onehot, training=None, gain=None):
+    return self.edit(images, target_onehot, training, gain)[0]
 
-  def edit(self, images, target_onehot, training=None):
-    """(G(x, c), the attention mask A [N, S, S, 1] in (0, 1), or None unless attention)."""
+  def edit(self, images, target_onehot, training=None, gain=None):
+    """(G(x, c), the attention mask A [N, S, S, 1] in (0, 1), or None unless attention).
+
+    gain: [N] factors on each row's edit in place of the ones its label implies
+    (intensity.edit_gain brings the edit gain in with the expression)."""
+    out, mask = self._network(images, target_onehot, training)
+    if gain is None:
+      if self.edit_gain is None:
+        return out, mask
+      gain = ops.sum(ops.cast(target_onehot, "float32") * ops.convert_to_tensor(
+          self.edit_gain, "float32"), axis=-1)
+    x = ops.cast(images, "float32")
+    gain = ops.reshape(ops.cast(gain, "float32"), (-1, 1, 1, 1))
+    return ops.clip(x + gain * (out - x), -1.0, 1.0), mask
+
+  def _network(self, images, target_onehot, training=None):
     size = ops.shape(images)[1:3]
     c = ops.cast(target_onehot, images.dtype)[:, None, None, :]
     c = ops.broadcast_to(c, (ops.shape(images)[0], size[0], size[1], ops.shape(c)[-1]))
@@ -169,11 +192,15 @@ class Generator(keras.Model):
     return mask * x + (1.0 - mask) * colour, mask
 
   def get_config(self):
-    return {"config": dataclasses.asdict(self.config), "name": self.name}
+    out = {"config": dataclasses.asdict(self.config), "name": self.name}
+    if self.edit_gain is not None:
+      out["edit_gain"] = list(self.edit_gain)
+    return out
 
   @classmethod
   def from_config(cls, config):
-    return cls(ModelConfig(**config["config"]), name=config.get("name", "generator"))
+    return cls(ModelConfig(**config["config"]), edit_gain=config.get("edit_gain"),
+               name=config.get("name", "generator"))
 
 
 @keras.saving.register_keras_serializable(package="faceexpr_tf")
@@ -217,6 +244,29 @@ class Discriminator(keras.Model):
   @classmethod
   def from_config(cls, config):
     return cls(ModelConfig(**config["config"]), name=config.get("name", "discriminator"))
+
+
+def check_edit_gain(edit_gain, num_classes: int) -> tuple[float, ...] | None:
+  """A generator's edit_gain as a tuple, or None for none (or all 1: the same G).
+
+  Raises ValueError unless it is one finite factor > 0 per class."""
+  if edit_gain is None:
+    return None
+  gain = tuple(float(g) for g in edit_gain)
+  if len(gain) != num_classes:
+    raise ValueError(f"edit_gain needs one factor per emotion ({num_classes}), got "
+                     f"{len(gain)}: {list(gain)}")
+  if not all(math.isfinite(g) and g > 0 for g in gain):
+    raise ValueError(f"edit_gain factors must be finite and > 0, got {list(gain)}")
+  return None if all(g == 1.0 for g in gain) else gain
+
+
+def with_edit_gain(generator: Generator, edit_gain) -> Generator:
+  """A copy of `generator` (same config and weights) with `edit_gain` (None: none)."""
+  gained = Generator(generator.config, edit_gain=edit_gain, name=generator.name)
+  gained.build()
+  gained.set_weights(generator.get_weights())
+  return gained
 
 
 def edit_masks(generator: Generator, images, num_classes: int):

@@ -55,6 +55,24 @@ def blend(source: np.ndarray, target_ids, alpha: float) -> np.ndarray:
           ).astype(np.float32)
 
 
+def edit_gain(translator: translators.Translator, target_ids, alpha
+              ) -> np.ndarray | None:
+  """float32 [N]: each row's factor on G's edit at intensity alpha, 1 + alpha (g_t - 1), for
+  a generator with an edit gain g (models.Generator; `main.py calibrate`); None without.
+
+  The gain calibrates the full expression toward t, so it comes in with it: at alpha 0 the
+  face is G's own reconstruction, as without a gain (the label's own mix of factors would
+  scale the reconstruction by the factor of the emotion the face already shows), and at
+  alpha 1 it is exactly translator.translate. alpha: one intensity, or one per row."""
+  gain = getattr(getattr(translator, "generator", None), "edit_gain", None)
+  if gain is None:
+    return None
+  target_ids = np.asarray(target_ids, np.int64).reshape(-1)
+  alpha = np.asarray(alpha, np.float32)
+  alpha = check_alpha(float(alpha)) if alpha.ndim == 0 else alpha.reshape(-1)
+  return (1.0 + alpha * (np.asarray(gain, np.float32)[target_ids] - 1.0)).astype(np.float32)
+
+
 def uniform(num_faces: int, num_classes: int) -> np.ndarray:
   return np.full((num_faces, num_classes), 1.0 / num_classes, np.float32)
 
@@ -113,7 +131,8 @@ def translate(translator: translators.Translator, faces: np.ndarray, target_ids,
                          "shipped one) for other intensities")
   if source is None:
     source = source_estimator(translator)(faces)
-  return translator.translate_labels(faces, blend(source, target_ids, alpha))
+  return translator.translate_labels(faces, blend(source, target_ids, alpha),
+                                     edit_gain(translator, target_ids, alpha))
 
 
 def translate_all(translator: translators.Translator, faces: np.ndarray, alpha: float,
@@ -144,5 +163,7 @@ def steps(translator: translators.Translator, face: np.ndarray,
   if source is None:
     source = source_estimator(translator)(face)
   labels = np.concatenate([blend(source, np.full(1, c), a) for c in ids for a in alphas])
-  out = translator.translate_labels(np.repeat(face, len(labels), axis=0), labels)
+  gains = [edit_gain(translator, np.full(1, c), a) for c in ids for a in alphas]
+  out = translator.translate_labels(np.repeat(face, len(labels), axis=0), labels,
+                                    None if gains[0] is None else np.concatenate(gains))
   return out.reshape((len(ids), len(alphas)) + face.shape[1:])

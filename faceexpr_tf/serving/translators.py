@@ -90,23 +90,41 @@ class Translator(abc.ABC):
                        f"{sorted(set(target_ids.tolist()))}")
     return to_uint8(self._chunked(self._forward, to_model_range(images), target_ids))
 
-  def translate_labels(self, images: np.ndarray, labels) -> np.ndarray:
+  def translate_labels(self, images: np.ndarray, labels, gain=None) -> np.ndarray:
     """uint8 [N, S, S, C] faces and float [N, K] label vectors -> uint8 [N, S, S, C].
 
     A label vector is what G is fed in place of the target's one-hot: a blend
     (1 - a) * source + a * onehot(target) makes the expression change only part way
     (faceexpr_tf/photos/intensity.py). Translators that take class ids only (SavedModel,
-    TFLite) accept one-hot rows and raise UserError for anything else.
+    TFLite) accept one-hot rows and raise UserError for anything else. `gain` (float [N],
+    Keras generators only) sets each row's factor on G's edit in place of the one its
+    label implies (models.Generator's edit_gain; intensity.edit_gain).
     """
-    return to_uint8(self.forward_labels(to_model_range(self._check_images(images)), labels))
+    return to_uint8(self.forward_labels(to_model_range(self._check_images(images)), labels,
+                                        gain))
 
-  def forward_labels(self, images: np.ndarray, labels) -> np.ndarray:
-    """float32 [N, S, S, C] in [-1, 1] and float [N, K] label vectors -> float32 [-1, 1]."""
+  def label_gain(self, labels) -> np.ndarray:
+    """float [N]: the factor on G's edit that each label vector implies (1 without an edit
+    gain; an export has its gain built in, so 1 here)."""
+    return np.ones(len(labels), np.float32)
+
+  def forward_labels(self, images: np.ndarray, labels, gain=None) -> np.ndarray:
+    """float32 [N, S, S, C] in [-1, 1] and float [N, K] label vectors (and optionally
+    float [N] gains, see translate_labels) -> float32 [-1, 1]."""
     images = np.asarray(images, np.float32)
     labels = np.asarray(labels, np.float32)
     if labels.shape != (len(images), self.num_classes):
       raise ValueError(f"expected labels [{len(images)}, {self.num_classes}], got "
                        f"{list(labels.shape)}")
+    if gain is not None and self.takes_label_vectors:
+      gain = np.asarray(gain, np.float32).reshape(-1)
+      if len(gain) != len(images):
+        raise ValueError(f"{len(images)} images but {len(gain)} gains")
+      # One array through _chunked: the label vectors, then each row's gain.
+      return self._chunked(self._forward_gained, images,
+                           np.concatenate([labels, gain[:, None]], axis=1))
+    if gain is not None:
+      return self._forward_labels(images, labels)  # raises: ids only
     if self.takes_label_vectors:
       return self._chunked(self._forward_labels, images, labels)
     ids = labels.argmax(axis=1).astype(np.int32)
@@ -158,6 +176,7 @@ class KerasTranslator(Translator):
 
   takes_label_vectors = True
   _compiled = None
+  _compiled_gained = None
 
   def compile_forward(self):
     """Runs G as one tf.function from now on (traced for the first two batch shapes, then
@@ -167,7 +186,21 @@ class KerasTranslator(Translator):
       generator = self.generator
       self._compiled = tf.function(lambda x, c: generator(x, c, training=False),
                                    reduce_retracing=True)
+      self._compiled_gained = tf.function(
+          lambda x, c, g: generator(x, c, training=False, gain=g), reduce_retracing=True)
     return self
+
+  def label_gain(self, labels) -> np.ndarray:
+    gain = self.generator.edit_gain
+    if gain is None:
+      return super().label_gain(labels)
+    return (np.asarray(labels, np.float32) @ np.asarray(gain, np.float32)).astype(np.float32)
+
+  def _forward_gained(self, images, conditions):
+    labels, gain = conditions[:, :-1], conditions[:, -1]
+    if self._compiled_gained is not None:
+      return self._compiled_gained(images, labels, gain).numpy()
+    return np.asarray(self.generator(images, labels, training=False, gain=gain))
 
   def _forward(self, images, target_ids):
     return self._forward_labels(images, np.eye(self.num_classes, dtype=np.float32)[target_ids])

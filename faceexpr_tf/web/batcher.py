@@ -21,6 +21,7 @@ class _Job:
   images: np.ndarray       # float32 [n, S, S, C] in [-1, 1]
   labels: np.ndarray       # float32 [n, K]
   future: concurrent.futures.Future
+  gain: np.ndarray | None = None   # float32 [n]: factors on G's edit (intensity.edit_gain)
 
 
 class Batcher:
@@ -54,11 +55,13 @@ class Batcher:
   def waiting(self) -> int:
     return self._queue.qsize()
 
-  def submit(self, images: np.ndarray, labels: np.ndarray) -> concurrent.futures.Future:
+  def submit(self, images: np.ndarray, labels: np.ndarray, gain=None
+             ) -> concurrent.futures.Future:
     if self._closed.is_set():
       raise predict_json.RequestError("the server is shutting down", 503)
     job = _Job(np.asarray(images, np.float32), np.asarray(labels, np.float32),
-               concurrent.futures.Future())
+               concurrent.futures.Future(),
+               None if gain is None else np.asarray(gain, np.float32).reshape(-1))
     try:
       self._queue.put_nowait(job)
     except queue.Full:
@@ -66,11 +69,12 @@ class Batcher:
                                       "already waiting; retry later", 503) from None
     return job.future
 
-  def run(self, images: np.ndarray, labels: np.ndarray, timeout: float = 120.0
+  def run(self, images: np.ndarray, labels: np.ndarray, gain=None, timeout: float = 120.0
           ) -> np.ndarray:
-    """Blocking: float [-1, 1] images and label vectors -> G's float output."""
+    """Blocking: float [-1, 1] images and label vectors (and optionally each row's gain,
+    Translator.translate_labels) -> G's float output."""
     try:
-      return self.submit(images, labels).result(timeout)
+      return self.submit(images, labels, gain).result(timeout)
     except concurrent.futures.TimeoutError:
       raise predict_json.RequestError(f"the model did not answer within {timeout:.0f} s",
                                       503) from None
@@ -99,8 +103,13 @@ class Batcher:
       except queue.Empty:
         continue
       try:
+        labels = np.concatenate([j.labels for j in jobs])
+        # Jobs with gains merge with jobs without: theirs are what their labels imply.
+        gain = None if all(j.gain is None for j in jobs) else np.concatenate([
+            self.translator.label_gain(j.labels) if j.gain is None else j.gain
+            for j in jobs])
         out = self.translator.forward_labels(np.concatenate([j.images for j in jobs]),
-                                             np.concatenate([j.labels for j in jobs]))
+                                             labels, gain)
       except Exception as e:  # pylint: disable=broad-except  (answered, never kills the thread)
         for job in jobs:
           job.future.set_exception(e)

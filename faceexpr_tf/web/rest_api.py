@@ -65,17 +65,18 @@ class Api:
     return np.asarray(ids, np.int32)
 
   def _labels(self, faces_u8: np.ndarray, ids: np.ndarray, alphas: list | None
-              ) -> np.ndarray:
+              ) -> tuple[np.ndarray, np.ndarray | None]:
+    """(label vectors, each row's gain on G's edit or None: intensity.edit_gain)."""
     k = self.translator.num_classes
     onehot = np.eye(k, dtype=np.float32)[ids]
     if alphas is None:
-      return onehot
+      return onehot, None
     alphas = predict_json.array(alphas, predict_json.Tensor("float32", (-1,)), "intensity")
     bad = (alphas < 0) | (alphas > 1)
     if bad.any():
       raise predict_json.RequestError(f"intensity must be in [0, 1]; bad: {alphas[bad].tolist()}")
     if np.all(alphas == 1):
-      return onehot
+      return onehot, None
     if not self.translator.takes_label_vectors:
       raise predict_json.RequestError(f"{self.translator.source} takes class ids only: "
                                       "intensity must be 1 (serve a Keras generator for "
@@ -83,10 +84,11 @@ class Api:
     if self._estimate is None:
       self._estimate = intensity_lib.source_estimator(self.translator)
     source = self._estimate(faces_u8)
-    return (1 - alphas[:, None]) * source + alphas[:, None] * onehot
+    return ((1 - alphas[:, None]) * source + alphas[:, None] * onehot,
+            intensity_lib.edit_gain(self.translator, ids, alphas))
 
-  def _forward(self, images: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    return self.batcher.run(images, labels)
+  def _forward(self, images: np.ndarray, labels: np.ndarray, gain=None) -> np.ndarray:
+    return self.batcher.run(images, labels, gain)
 
   def predict(self, body) -> dict:
     """A :predict request body (parsed JSON) -> the response body."""
@@ -130,7 +132,7 @@ class Api:
         raise predict_json.RequestError(f"{name}: batch sizes differ (each image needs exactly one "
                            "target)")
       out = translators.to_uint8(self._forward(translators.to_model_range(u8),
-                                             self._labels(u8, ids, alphas)))
+                                             *self._labels(u8, ids, alphas)))
       result = [predict_json.encode_png(o) for o in out] if name == "translate_bytes" else out
     return _response(next(iter(outputs)), result, row_format="instances" in body)
 

@@ -1,0 +1,206 @@
+"""`python main.py calibrate`: how strongly should G make each emotion?
+
+A trained G can make one emotion weaker than real faces show it and another stronger: the
+shipped G's smiles were under-made and its frowns caricatures (the judge's median
+probability of Happy in translations toward Happy 0.77 against 0.85 in real happy faces;
+of Angry 0.82 against 0.64), and realism paid for both. This mode measures, per emotion c,
+the factor g by which G's edit is best scaled, x + g (G(x, c) - x):
+
+  for every g of a grid, the faces of the other emotions are translated toward c and the
+  judge's features of those translations are compared with real faces of c (Frechet
+  distance, as scoring's realism; half the faces give the real ones and the other half the
+  translations, so no face meets its own translation); the g with the lowest distance
+  is c's factor.
+
+It writes <out>/generator.keras: the same G with those factors as its `edit_gain`
+(models.Generator), which `evaluate`, `translate`, `serve` and `export` take like any
+.keras generator; generator.json beside it (the input's record, the factors and how they
+were measured), calibration.json (every factor's distance), report.md and gains.png (faces
+toward each emotion at factor 1 and at the chosen one).
+"""
+
+import dataclasses
+import json
+import os
+
+import numpy as np
+from absl import flags
+from absl import logging
+
+from faceexpr_tf import errors
+from faceexpr_tf.data import data_flags
+from faceexpr_tf.data import loader
+from faceexpr_tf.data import visualize
+from faceexpr_tf.evaluation import metrics
+from faceexpr_tf.evaluation import scoring
+from faceexpr_tf.modeling import models
+from faceexpr_tf.serving import pretrained
+from faceexpr_tf.serving import translators
+from faceexpr_tf.store import runs
+
+FLAGS = flags.FlagValues()
+_MODEL = flags.DEFINE_string("model", "pretrained", "The Keras generator to calibrate: a run "
+                             "dir, a .keras file or 'pretrained' (the shipped one).",
+                             flag_values=FLAGS)
+_CHECKPOINT = flags.DEFINE_string("checkpoint", None, "The run dir's checkpoint to calibrate: "
+                                  "a step, 'best' or 'latest' (default: best when kept, else "
+                                  "newest).", flag_values=FLAGS)
+_DATA = data_flags.define_data(FLAGS)
+_LABELS = data_flags.define_label_flags(FLAGS)
+_USAGE = flags.DEFINE_string("calibration_usage", "PublicTest", "csv Usage whose faces "
+                             "calibrate (never the test faces you report on).",
+                             flag_values=FLAGS)
+_CLASSIFIER = flags.DEFINE_string("classifier", "shipped", "The judge whose features compare "
+                                  "translations with real faces: 'shipped' or a .keras from "
+                                  "train_classifier.", flag_values=FLAGS)
+_OUT = flags.DEFINE_string("out", None, "Output folder (default: <run_dir>/calibrated, or "
+                           "reports/<model name>_calibrated).", flag_values=FLAGS)
+_SEED = flags.DEFINE_integer("seed", 0, "Fixes the halves the faces are split into.",
+                             flag_values=FLAGS)
+
+# The factors tried: from half the edit to twice it.
+GRID = tuple(round(0.5 + 0.1 * i, 1) for i in range(16))
+# Fewer real faces of an emotion than this in a half: its factor stays 1 (FD is noise).
+MIN_FACES = 10
+
+
+def scale_edit(images_f32: np.ndarray, translated_f32: np.ndarray, gain: float) -> np.ndarray:
+  """x + gain (G(x, c) - x) as uint8, exactly as models.Generator applies edit_gain."""
+  return translators.to_uint8(np.clip(images_f32 + gain * (translated_f32 - images_f32),
+                                      -1.0, 1.0))
+
+
+def measure_gains(translator, judge: scoring.Judge, images: np.ndarray, labels: np.ndarray,
+                  grid=GRID, seed: int = 0) -> dict:
+  """Per emotion of `translator` (a Keras one, without edit_gain), the edit factor whose
+  translations toward it sit closest to real faces of it in the judge's features.
+
+  Returns {"gains": [one per class], "emotions": {name: {"gain", "curve": [[g, FD / floor]],
+  "fd_ratio_at_1", "fd_ratio", "real_faces", "translations", "note"}}}, FD / floor being the
+  distance over the real-vs-real floor of that emotion's faces (two halves of them)."""
+  judged = scoring.judged_classes(judge, translator)
+  order = np.random.default_rng(seed).permutation(len(images))
+  half_a, half_b = order[:len(order) // 2], order[len(order) // 2:]
+  feats_real = judge(images[half_a])[0]
+  gains = [1.0] * translator.num_classes
+  out = {}
+  for c in judged:
+    name = translator.emotions[c]
+    real = feats_real[labels[half_a] == c]
+    src = half_b[(labels[half_b] != c) & np.isin(labels[half_b], judged)]
+    row = {"gain": 1.0, "real_faces": int(len(real)), "translations": int(len(src))}
+    out[name] = row
+    if len(real) < MIN_FACES or len(src) < MIN_FACES:
+      row["note"] = f"too few faces (fewer than {MIN_FACES}): factor left at 1"
+      continue
+    floor = max(metrics.frechet_distance(real[:len(real) // 2], real[len(real) // 2:]), 1e-12)
+    x = translators.to_model_range(images[src])
+    moved = translator.forward_labels(x, np.eye(translator.num_classes, dtype=np.float32)[
+        np.full(len(src), c)])
+    curve = [[float(g), metrics.frechet_distance(real, judge(scale_edit(x, moved, g))[0]) / floor]
+             for g in grid]
+    # The lowest distance; between equals, the factor nearest 1 (the least change to G).
+    best = min(curve, key=lambda point: (point[1], abs(point[0] - 1.0)))
+    at_1 = [r for g, r in curve if g == 1.0]
+    if at_1 and at_1[0] <= 1.0:
+      # Translations as close to real faces as real faces are to each other: nothing
+      # measurable to correct, so G's own edit stays.
+      best = [1.0, at_1[0]]
+      row["note"] = "within the real-vs-real floor at 1: left at 1"
+    row.update(gain=best[0], fd_ratio=best[1], curve=curve,
+               fd_ratio_at_1=at_1[0] if at_1 else None)
+    gains[c] = best[0]
+  return {"gains": gains, "emotions": out}
+
+
+def report_markdown(result: dict, source: str, data: str, judge_path: str) -> str:
+  lines = [f"# Edit gain calibration: {source}", "",
+           f"Faces of {data}, judged by `{judge_path}`. Per emotion: the factor g of G's edit "
+           "(x + g (G(x, c) - x)) whose translations toward it sit closest to real faces of "
+           "it (Frechet distance on the judge's features, over that emotion's real-vs-real "
+           "floor).", "",
+           "| emotion | factor | FD / floor at 1 | at the factor | real faces | translations "
+           "| note |", "|---|---|---|---|---|---|---|"]
+  for name, row in result["emotions"].items():
+    fmt = lambda v: "-" if v is None else f"{v:.2f}x"
+    lines.append(f"| {name} | **{row['gain']:.1f}** | {fmt(row.get('fd_ratio_at_1'))} | "
+                 f"{fmt(row.get('fd_ratio'))} | {row['real_faces']} | {row['translations']} "
+                 f"| {row.get('note', '')} |")
+  lines += ["", "![toward each emotion at factor 1 and at the chosen factor](gains.png)", "",
+            "Score the calibrated generator with `python main.py evaluate "
+            "--model=<this folder>/generator.keras ...`, on faces it was not calibrated on "
+            "where you have them.", ""]
+  return "\n".join(lines)
+
+
+def gains_figure(translator, gained, images: np.ndarray, labels: np.ndarray, seed: int = 0):
+  """Faces (two per emotion) | toward each emotion at factor 1 | at the chosen factor."""
+  picks = scoring.balanced_pick(labels, 2 * translator.num_classes, seed)
+  faces = images[picks]
+  cells = np.concatenate([faces[:, None], translator.translate_all(faces),
+                          gained.translate_all(faces)], axis=1)
+  gains = gained.generator.edit_gain or (1.0,) * translator.num_classes
+  titles = (["input"] + [f"{e} x1" for e in translator.emotions]
+            + [f"{e} x{g:g}" for e, g in zip(translator.emotions, gains)])
+  return visualize.make_grid(cells, titles, scale=2)
+
+
+def _load(path: str, checkpoint):
+  """(G, record, source description) from a run dir, a .keras file or 'pretrained'."""
+  if path == pretrained.NAME or path.lower().endswith(".keras"):
+    generator, record = pretrained.load_generator(None if path == pretrained.NAME else path)
+    return generator, dict(record), f".keras generator {path}"
+  if not os.path.isfile(os.path.join(path, runs.CONFIG_FILE)):
+    raise errors.UserError(f"--model={path}: calibrate needs a Keras generator (a run dir, a "
+                           ".keras file or 'pretrained'); SavedModel and .tflite exports "
+                           "cannot take a new edit_gain")
+  generator, config, step = runs.load_generator(path, checkpoint)
+  return generator, {"emotions": list(config.emotions), "step": step,
+                     "model": dataclasses.asdict(config.model)}, f"run dir {path}"
+
+
+def _default_out(path: str) -> str:
+  if os.path.isdir(path):
+    return os.path.join(path, "calibrated")
+  name = os.path.splitext(os.path.basename(os.path.normpath(path)))[0] or "model"
+  return os.path.join("reports", f"{name}_calibrated")
+
+
+def run():
+  if _DATA.value == "synthetic":
+    raise errors.UserError("--data: calibrate needs real faces (a fer2013 csv or an image "
+                           "folder), not the synthetic ones")
+  generator, record, source = _load(_MODEL.value, _CHECKPOINT.value)
+  if generator.edit_gain is not None:
+    logging.info("%s has edit_gain %s: calibrating its plain edit, replacing them",
+                 source, list(generator.edit_gain))
+    generator = models.with_edit_gain(generator, None)
+  translator = translators.KerasTranslator(generator, record["emotions"], source,
+                                           record.get("step"))
+  judge = scoring.load_judge(None if _CLASSIFIER.value == "shipped" else _CLASSIFIER.value)
+  scoring.judged_classes(judge, translator)   # a judge that cannot score: before the data
+  faces = loader.load_faces(_DATA.value, translator.emotions, split="validation",
+                            usage=_USAGE.value.split(","), image_size=translator.image_size,
+                            **_LABELS.loader_args())
+  logging.info("Calibrating %s on %d faces of %s with %s (%d factors per emotion)", source,
+               len(faces), faces.source, judge.path, len(GRID))
+  result = measure_gains(translator, judge, faces.images, faces.labels, seed=_SEED.value)
+  result.update(model=source, step=record.get("step"), data=faces.source, judge=judge.path,
+                usage=_USAGE.value, labels=_LABELS.labels.value, seed=_SEED.value)
+  gained = models.with_edit_gain(generator, result["gains"])
+  out_dir = _OUT.value or _default_out(_MODEL.value)
+  os.makedirs(out_dir, exist_ok=True)
+  record.update(edit_gain=result["gains"], calibration={
+      **{k: result[k] for k in ("model", "data", "usage", "labels", "seed")},
+      "judge": _CLASSIFIER.value, "factors_tried": [GRID[0], GRID[-1], len(GRID)]})
+  path = pretrained.save_generator(gained, os.path.join(out_dir, "generator.keras"), record)
+  with open(os.path.join(out_dir, "calibration.json"), "w") as f:
+    json.dump(result, f, indent=2)
+  with open(os.path.join(out_dir, "report.md"), "w") as f:
+    f.write(report_markdown(result, source, faces.source, judge.path))
+  gained_translator = translators.KerasTranslator(gained, record["emotions"], path)
+  visualize.write_png(os.path.join(out_dir, "gains.png"), gains_figure(
+      translator, gained_translator, faces.images, faces.labels, _SEED.value))
+  logging.info("Edit gain %s -> %s (report.md, gains.png)", ", ".join(
+      f"{e} {g:g}" for e, g in zip(translator.emotions, result["gains"])), path)
+  return 0
