@@ -114,16 +114,21 @@ def _csv(path, count=240):
   return str(path)
 
 
-@pytest.fixture(scope="module")
-def tiny_generator(tmp_path_factory):
-  path = str(tmp_path_factory.mktemp("g") / "g.keras")
-  keras.utils.set_random_seed(0)
+def _tiny_residual_g(seed):
+  """A tiny residual G whose last conv is random (an untrained one edits nothing)."""
+  keras.utils.set_random_seed(seed)
   g = models.Generator(models.ModelConfig(g_conv_dim=8, g_repeat_num=1, d_conv_dim=8,
                                           g_output="residual"))
   g.build()
   g.get_layer("conv_out").kernel.assign(
-      np.random.default_rng(0).normal(0, 0.05, g.get_layer("conv_out").kernel.shape))
-  pretrained.save_generator(g, path, {"emotions": list(EMOTIONS), "step": 7})
+      np.random.default_rng(seed).normal(0, 0.05, g.get_layer("conv_out").kernel.shape))
+  return g
+
+
+@pytest.fixture(scope="module")
+def tiny_generator(tmp_path_factory):
+  path = str(tmp_path_factory.mktemp("g") / "g.keras")
+  pretrained.save_generator(_tiny_residual_g(0), path, {"emotions": list(EMOTIONS), "step": 7})
   return path
 
 
@@ -171,12 +176,7 @@ def test_intensity_brings_the_edit_gain_in_with_the_expression():
   # 0 the face is G's own reconstruction, as without factors (not the reconstruction
   # scaled by the factor of the emotion the face shows), at 1 the calibrated translation.
   from faceexpr_tf.photos import intensity  # pylint: disable=g-import-not-at-top
-  keras.utils.set_random_seed(4)
-  g = models.Generator(models.ModelConfig(g_conv_dim=8, g_repeat_num=1, d_conv_dim=8,
-                                          g_output="residual"))
-  g.build()
-  g.get_layer("conv_out").kernel.assign(
-      np.random.default_rng(1).normal(0, 0.05, g.get_layer("conv_out").kernel.shape))
+  g = _tiny_residual_g(4)
   gain = np.asarray([0.5, 1.5, 1.0, 2.0], np.float32)
   gained = translators.KerasTranslator(models.with_edit_gain(g, gain), EMOTIONS, "gained")
   plain = translators.KerasTranslator(g, EMOTIONS, "plain")
