@@ -110,6 +110,8 @@ def measure_gains(translator, judge: scoring.Judge, images: np.ndarray, labels: 
     row.update(gain=best[0], fd_ratio=best[1], curve=curve,
                fd_ratio_at_1=at_1[0] if at_1 else None)
     gains[c] = best[0]
+    logging.info("%s: factor %g (FD %.2fx the floor at 1, %.2fx at it)", name, best[0],
+                 row["fd_ratio_at_1"] or float("nan"), best[1])
   return {"gains": gains, "emotions": out}
 
 
