@@ -14,9 +14,9 @@ skipped and named: an edit there is too small to show.
 
 Every face and every emotion asked for goes through G in one call of `run` (default the
 translator's own forward pass; the web server passes its batcher's), so a photo costs one
-forward pass of faces x emotions images, whatever its resolution. `run(images, labels)`
-takes float faces and label vectors, and below intensity 1 also each row's gain on G's
-edit as a third argument (intensity.edit_gain), as Translator.forward_labels does.
+forward pass of faces x emotions images, whatever its resolution. `run(images, labels,
+gains)` takes float faces, label vectors and each row's gain on G's edit (None: the ones
+the labels imply; intensity.edit_gains), as Translator.forward_labels does.
 """
 
 import dataclasses
@@ -203,12 +203,10 @@ class PhotoEditor:
     labels = np.concatenate([
         intensity_lib.blend(np.repeat(source[i:i + 1], len(ids), axis=0), ids, a)
         for i in range(len(faces)) for a in alphas])
-    gains = [intensity_lib.edit_gain(t, ids, a) for _ in faces for a in alphas]
+    gains = intensity_lib.edit_gains(t, [(ids, a) for _ in faces for a in alphas])
     images = translators.to_model_range(stack)
     repeated = np.repeat(images, len(alphas) * len(ids), axis=0)
-    out = (self.run(repeated, labels) if all(a == 1 for a in alphas) or gains[0] is None
-           else self.run(repeated, labels, np.concatenate(gains)))
-    out = np.asarray(out, np.float32).reshape(repeated.shape)
+    out = np.asarray(self.run(repeated, labels, gains), np.float32).reshape(repeated.shape)
     delta = (out - repeated) * 127.5                                  # gray levels
     delta = delta[..., 0] if t.channels == 1 else delta @ _LUMA
     return delta.reshape(len(faces), len(alphas), len(ids), size, size)

@@ -73,6 +73,13 @@ def edit_gain(translator: translators.Translator, target_ids, alpha
   return (1.0 + alpha * (np.asarray(gain, np.float32)[target_ids] - 1.0)).astype(np.float32)
 
 
+def edit_gains(translator: translators.Translator, rows) -> np.ndarray | None:
+  """edit_gain of each (target ids, alpha) in `rows`, concatenated in order; None without
+  an edit gain (forward_labels then uses G's own)."""
+  gains = [edit_gain(translator, ids, alpha) for ids, alpha in rows]
+  return None if not gains or gains[0] is None else np.concatenate(gains)
+
+
 def uniform(num_faces: int, num_classes: int) -> np.ndarray:
   return np.full((num_faces, num_classes), 1.0 / num_classes, np.float32)
 
@@ -163,7 +170,6 @@ def steps(translator: translators.Translator, face: np.ndarray,
   if source is None:
     source = source_estimator(translator)(face)
   labels = np.concatenate([blend(source, np.full(1, c), a) for c in ids for a in alphas])
-  gains = [edit_gain(translator, np.full(1, c), a) for c in ids for a in alphas]
-  out = translator.translate_labels(np.repeat(face, len(labels), axis=0), labels,
-                                    None if gains[0] is None else np.concatenate(gains))
+  out = translator.translate_labels(np.repeat(face, len(labels), axis=0), labels, edit_gains(
+      translator, [(np.full(1, c), a) for c in ids for a in alphas]))
   return out.reshape((len(ids), len(alphas)) + face.shape[1:])

@@ -216,10 +216,9 @@ class Page:
     ids = np.arange(t.num_classes)
     labels = np.concatenate([intensity_lib.blend(source, ids, a)
                              for a in intensity_lib.STEPS])
-    gains = [intensity_lib.edit_gain(t, ids, a) for a in intensity_lib.STEPS]
+    gains = intensity_lib.edit_gains(t, [(ids, a) for a in intensity_lib.STEPS])
     images = np.repeat(translators.to_model_range(face[None]), len(labels), axis=0)
-    out = translators.to_uint8(self.editor.run(images, labels) if gains[0] is None else
-                               self.editor.run(images, labels, np.concatenate(gains)))
+    out = translators.to_uint8(self.editor.run(images, labels, gains))
     cells = out.reshape((len(intensity_lib.STEPS), t.num_classes) + face.shape)
     return visualize.make_grid(cells.swapaxes(0, 1),
                                [f"{a:g}" for a in intensity_lib.STEPS], 2, 0)
