@@ -48,8 +48,7 @@ class _PartWay(translators.Translator):
     out = images.copy()
     mark = (images[:, 0, 0, 0] + 1) * 127.5
     source = np.abs(mark[:, None] - MARK[None]).argmin(1)
-    target = MARK @ labels.T if labels.ndim == 1 else labels @ MARK
-    out[:, 0, 0, 0] += self.strength * (target - MARK[source]) / 127.5
+    out[:, 0, 0, 0] += self.strength * (labels @ MARK - MARK[source]) / 127.5
     return out
 
   def _forward(self, images, target_ids):

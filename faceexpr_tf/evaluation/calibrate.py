@@ -31,6 +31,7 @@ from faceexpr_tf import errors
 from faceexpr_tf.data import data_flags
 from faceexpr_tf.data import loader
 from faceexpr_tf.data import visualize
+from faceexpr_tf.evaluation import evaluate
 from faceexpr_tf.evaluation import metrics
 from faceexpr_tf.evaluation import scoring
 from faceexpr_tf.modeling import models
@@ -161,13 +162,6 @@ def _load(path: str, checkpoint):
                      "model": dataclasses.asdict(config.model)}, f"run dir {path}"
 
 
-def _default_out(path: str) -> str:
-  if os.path.isdir(path):
-    return os.path.join(path, "calibrated")
-  name = os.path.splitext(os.path.basename(os.path.normpath(path)))[0] or "model"
-  return os.path.join("reports", f"{name}_calibrated")
-
-
 def run():
   if _DATA.value == "synthetic":
     raise errors.UserError("--data: calibrate needs real faces (a fer2013 csv or an image "
@@ -190,7 +184,7 @@ def run():
   result.update(model=source, step=record.get("step"), data=faces.source, judge=judge.path,
                 usage=_USAGE.value, labels=_LABELS.labels.value, seed=_SEED.value)
   gained = models.with_edit_gain(generator, result["gains"])
-  out_dir = _OUT.value or _default_out(_MODEL.value)
+  out_dir = _OUT.value or evaluate.default_out(_MODEL.value, "calibrated", "_calibrated")
   os.makedirs(out_dir, exist_ok=True)
   record.update(edit_gain=result["gains"], calibration={
       **{k: result[k] for k in ("model", "data", "usage", "labels", "seed")},

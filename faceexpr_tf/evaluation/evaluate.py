@@ -365,16 +365,17 @@ def _model_path() -> str:
   return _MODEL.value or _RUN_DIR.value or "pretrained"
 
 
-def _default_out(path: str) -> str:
+def default_out(path: str, folder: str = "report", suffix: str = "") -> str:
+  """Where a mode writes about model `path`: <run dir>/<folder>, else reports/<name><suffix>."""
   if os.path.isdir(path) and os.path.isfile(os.path.join(path, runs.CONFIG_FILE)):
-    return os.path.join(path, "report")
+    return os.path.join(path, folder)
   name = os.path.splitext(os.path.basename(os.path.normpath(path)))[0] or "model"
-  return os.path.join("reports", name)
+  return os.path.join("reports", name + suffix)
 
 
 def run():
   path = _model_path()
-  out_dir = _OUT.value or _default_out(path)
+  out_dir = _OUT.value or default_out(path)
   if _DATA.value == "synthetic":
     if not os.path.isdir(path):
       raise errors.UserError(f"--data=synthetic scores a run dir against ground truth; "

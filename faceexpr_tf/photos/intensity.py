@@ -38,15 +38,26 @@ def check_alpha(alpha: float) -> float:
   return alpha
 
 
-def blend(source: np.ndarray, target_ids, alpha: float) -> np.ndarray:
+def _rows(alpha) -> np.ndarray:
+  """One intensity (a float32 scalar) or one per row (float32 [N]), each checked."""
+  alpha = np.asarray(alpha, np.float32)
+  if alpha.ndim == 0:
+    return np.float32(check_alpha(float(alpha)))
+  for a in alpha.reshape(-1):
+    check_alpha(a)
+  return alpha.reshape(-1)
+
+
+def blend(source: np.ndarray, target_ids, alpha) -> np.ndarray:
   """Label vectors (1 - a) * source + a * onehot(target): float32 [N, K].
 
   Args:
     source: float [N, K] (rows are distributions over the emotions) or [K] for all rows.
     target_ids: int [N] class ids.
-    alpha: intensity in [0, 1].
+    alpha: intensity in [0, 1], or one per row.
   """
-  alpha = check_alpha(alpha)
+  alpha = _rows(alpha)
+  alpha = alpha[:, None] if alpha.ndim else alpha
   target_ids = np.asarray(target_ids, np.int64).reshape(-1)
   source = np.asarray(source, np.float32)
   k = source.shape[-1]
@@ -68,8 +79,7 @@ def edit_gain(translator: translators.Translator, target_ids, alpha
   if gain is None:
     return None
   target_ids = np.asarray(target_ids, np.int64).reshape(-1)
-  alpha = np.asarray(alpha, np.float32)
-  alpha = check_alpha(float(alpha)) if alpha.ndim == 0 else alpha.reshape(-1)
+  alpha = _rows(alpha)
   return (1.0 + alpha * (np.asarray(gain, np.float32)[target_ids] - 1.0)).astype(np.float32)
 
 

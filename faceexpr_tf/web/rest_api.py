@@ -84,7 +84,7 @@ class Api:
     if self._estimate is None:
       self._estimate = intensity_lib.source_estimator(self.translator)
     source = self._estimate(faces_u8)
-    return ((1 - alphas[:, None]) * source + alphas[:, None] * onehot,
+    return (intensity_lib.blend(source, ids, alphas),
             intensity_lib.edit_gain(self.translator, ids, alphas))
 
   def _forward(self, images: np.ndarray, labels: np.ndarray, gain=None) -> np.ndarray:
