@@ -46,8 +46,10 @@ class Batcher:
       k, shape = translator.num_classes, (translator.image_size, translator.image_size,
                                           translator.channels)
       for n in (1, 2):  # after two shapes the trace takes any batch size
-        translator.forward_labels(np.zeros((n,) + shape, np.float32),
-                                  np.eye(k, dtype=np.float32)[np.zeros(n, int)])
+        x, labels = np.zeros((n,) + shape, np.float32), np.eye(k, dtype=np.float32)[[0] * n]
+        translator.forward_labels(x, labels)
+        # An intensity below 1 sends each row's edit gain: its own trace, warmed too.
+        translator.forward_labels(x, labels, np.ones(n, np.float32))
     self._thread = threading.Thread(target=self._loop, name="faceexpr-model", daemon=True)
     self._thread.start()
 
