@@ -45,11 +45,14 @@ class Batcher:
       translator.compile_forward()
       k, shape = translator.num_classes, (translator.image_size, translator.image_size,
                                           translator.channels)
+      # With an edit gain, an intensity below 1 sends each row's gain: its own trace, warmed
+      # too (a G without one never gets gains: intensity.edit_gain is None).
+      gained = translator.generator.edit_gain is not None
       for n in (1, 2):  # after two shapes the trace takes any batch size
         x, labels = np.zeros((n,) + shape, np.float32), np.eye(k, dtype=np.float32)[[0] * n]
         translator.forward_labels(x, labels)
-        # An intensity below 1 sends each row's edit gain: its own trace, warmed too.
-        translator.forward_labels(x, labels, np.ones(n, np.float32))
+        if gained:
+          translator.forward_labels(x, labels, np.ones(n, np.float32))
     self._thread = threading.Thread(target=self._loop, name="faceexpr-model", daemon=True)
     self._thread.start()
 
