@@ -70,6 +70,35 @@ def main_py(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def tiny_judge(tmp_path_factory):
+  """The path of a tiny untrained vgg judge (width 8, seed 1), saved once."""
+  import keras  # pylint: disable=g-import-not-at-top
+  from faceexpr_tf.evaluation import classifier  # pylint: disable=g-import-not-at-top
+  path = str(tmp_path_factory.mktemp("judge") / "judge.keras")
+  keras.utils.set_random_seed(1)
+  classifier.build_classifier(classifier.ClassifierConfig(width=8)).save(path)
+  return path
+
+
+@pytest.fixture(scope="session")
+def random_residual_g():
+  """`random_residual_g(seed=0, scale=0.05)`: a tiny residual G whose last conv is random,
+  drawn with that scale (an untrained residual G edits nothing); a new one each call."""
+  def make(seed=0, scale=0.05):
+    import keras  # pylint: disable=g-import-not-at-top
+    import numpy as np  # pylint: disable=g-import-not-at-top
+    from faceexpr_tf.modeling import models  # pylint: disable=g-import-not-at-top
+    keras.utils.set_random_seed(seed)
+    g = models.Generator(models.ModelConfig(g_conv_dim=8, g_repeat_num=1, d_conv_dim=8,
+                                            g_output="residual"))
+    g.build()
+    kernel = g.get_layer("conv_out").kernel
+    kernel.assign(np.random.default_rng(seed).normal(0, scale, kernel.shape))
+    return g
+  return make
+
+
+@pytest.fixture(scope="session")
 def tiny_saved_model(tmp_path_factory):
   """(G, version dir): a tiny random G (seed 0, step 1) exported once as a SavedModel
   (an export traces every signature: seconds each time)."""

@@ -7,7 +7,8 @@ import pytest
 
 from faceexpr_tf.data import emotions as emotions_lib
 from faceexpr_tf.evaluation import calibrate
-from faceexpr_tf.evaluation import classifier as classifier_lib
+from faceexpr_tf.evaluation import gain_search
+from faceexpr_tf.evaluation import scoring
 from faceexpr_tf.modeling import models
 from faceexpr_tf.serving import pretrained
 from faceexpr_tf.serving import translators
@@ -26,12 +27,14 @@ def _faces(count, seed=0):
 
 
 class _MarkJudge:
-  """Features: the mark (pixel (0, 0)) and four noise pixels; names no emotions."""
+  """Reads the emotion whose MARK is nearest pixel (0, 0); features: that pixel and four
+  noise pixels; names no emotions."""
   emotions = None
 
   def __call__(self, images):
     x = images.reshape(len(images), -1).astype(np.float64)
-    return np.concatenate([x[:, :1] / 40, x[:, 1:5] / 64], axis=1), np.zeros((len(x), 4))
+    logits = -np.abs(x[:, :1] - MARK[None]) / 10
+    return np.concatenate([x[:, :1] / 40, x[:, 1:5] / 64], axis=1), logits
 
 
 class _PartWay(translators.Translator):
@@ -103,6 +106,31 @@ def test_scale_edit_is_what_the_gained_generator_computes():
                                 translators.to_uint8(np.asarray(gained(x, onehot))))
 
 
+def test_scores_are_what_evaluate_reports_for_the_gained_generator(random_residual_g):
+  images, labels = _faces(160)
+  g = random_residual_g(scale=0.3)
+  judge = _MarkJudge()
+  grid = (0.5, 1.0, 1.5, 2.0)
+  measured = gain_search.measure(translators.KerasTranslator(g, EMOTIONS, "g"), judge,
+                                 images, labels, grid)
+  for gains in [(1.0, 1.0, 1.0, 1.0), (0.5, 2.0, 1.0, 1.5)]:
+    predicted = gain_search.scores(measured, gains)
+    gained = translators.KerasTranslator(models.with_edit_gain(g, gains), EMOTIONS, "g")
+    actual, arrays = scoring.score(gained, judge, images, labels, cycle=False)
+    assert predicted["target_accuracy"] == pytest.approx(actual["target_accuracy"], abs=1e-12)
+    assert predicted["judge_real_accuracy"] == actual["judge_real_accuracy"]
+    assert predicted["ssim"] == pytest.approx(actual["ssim"], abs=1e-9)
+    assert predicted["fd_ratio"] == pytest.approx(actual["fd"] / actual["fd_floor"], rel=1e-6)
+    tr = arrays["translations"]
+    pairs = {(s, t): arrays["hit"][(tr.source_label == s) & (tr.target == t)].mean()
+             for s in range(4) for t in range(4) if s != t}
+    assert predicted["lowest_pair"] == pytest.approx(min(pairs.values()))
+    assert pairs[tuple(predicted["lowest_pair_classes"])] == min(pairs.values())
+  # The factors moved what evaluate sees: the two rows differ.
+  assert gain_search.scores(measured, (0.5, 2.0, 1.0, 1.5))["ssim"] != pytest.approx(
+      gain_search.scores(measured, (1.0,) * 4)["ssim"])
+
+
 def _csv(path, count=240):
   images, labels = _faces(count, seed=3)
   fer_ids = [emotions_lib.fer_id(e) for e in EMOTIONS]
@@ -113,29 +141,16 @@ def _csv(path, count=240):
   return str(path)
 
 
-def _tiny_residual_g(seed):
-  """A tiny residual G whose last conv is random (an untrained one edits nothing)."""
-  keras.utils.set_random_seed(seed)
-  g = models.Generator(models.ModelConfig(g_conv_dim=8, g_repeat_num=1, d_conv_dim=8,
-                                          g_output="residual"))
-  g.build()
-  g.get_layer("conv_out").kernel.assign(
-      np.random.default_rng(seed).normal(0, 0.05, g.get_layer("conv_out").kernel.shape))
-  return g
-
-
 @pytest.fixture(scope="module")
-def tiny_generator(tmp_path_factory):
+def tiny_generator(tmp_path_factory, random_residual_g):
   path = str(tmp_path_factory.mktemp("g") / "g.keras")
-  pretrained.save_generator(_tiny_residual_g(0), path, {"emotions": list(EMOTIONS), "step": 7})
+  pretrained.save_generator(random_residual_g(0), path, {"emotions": list(EMOTIONS), "step": 7})
   return path
 
 
-def test_calibrate_cli_writes_a_generator_with_the_measured_gains(tiny_generator, tmp_path,
-                                                                   main_py):
-  judge = str(tmp_path / "judge.keras")
-  keras.utils.set_random_seed(1)
-  classifier_lib.build_classifier(classifier_lib.ClassifierConfig(width=8)).save(judge)
+def test_calibrate_cli_writes_a_generator_with_the_measured_gains(tiny_generator, tiny_judge,
+                                                                   tmp_path, main_py):
+  judge = tiny_judge
   out = tmp_path / "cal"
   result = main_py("calibrate", f"--model={tiny_generator}", f"--data={_csv(tmp_path / 'f.csv')}",
                    f"--classifier={judge}", f"--out={out}")
@@ -157,6 +172,56 @@ def test_calibrate_cli_writes_a_generator_with_the_measured_gains(tiny_generator
   assert scored.returncode == 0, scored.stderr[-2000:]
 
 
+def test_calibrate_rule_aims_writes_the_combination_it_scored(tiny_generator, tiny_judge,
+                                                              tmp_path, main_py):
+  # Aims every combination meets: the most real one is chosen, and evaluate on the same
+  # faces reports what the search said it would.
+  csv = _csv(tmp_path / "f.csv")
+  out = tmp_path / "cal"
+  result = main_py("calibrate", "--rule=aims", f"--model={tiny_generator}", f"--data={csv}",
+                   f"--classifier={tiny_judge}", f"--out={out}", "--min_ssim=0",
+                   "--min_pair_accuracy=0", "--max_fd_ratio=1e9", "--min_accuracy_vs_real=0")
+  assert result.returncode == 0, result.stderr[-2000:]
+  measured = json.load(open(out / "calibration.json"))
+  assert measured["rule"] == "aims" and measured["candidates"] == len(calibrate.GRID) ** 4
+  assert all(g in calibrate.GRID for g in measured["gains"])
+  g, record = pretrained.load_generator(str(out / "generator.keras"))
+  assert record["edit_gain"] == measured["gains"]
+  assert record["calibration"]["rule"] == "aims"
+  assert g.edit_gain == models.check_edit_gain(measured["gains"], 4)
+  assert "| **chosen** | " + ", ".join(f"{x:g}" for x in measured["gains"]) in open(
+      out / "report.md").read()
+  scored = main_py("evaluate", f"--model={out / 'generator.keras'}", f"--data={csv}",
+                   f"--classifier={tiny_judge}", f"--out={tmp_path / 'ev'}", "--eval_faces=0")
+  assert scored.returncode == 0, scored.stderr[-2000:]
+  metrics_json = json.load(open(tmp_path / "ev" / "metrics.json"))
+  expected = measured["scores"]
+  assert metrics_json["target_accuracy"] == pytest.approx(expected["target_accuracy"])
+  assert metrics_json["ssim"] == pytest.approx(expected["ssim"], abs=1e-6)
+  assert metrics_json["fd"] / metrics_json["fd_floor"] == pytest.approx(
+      expected["fd_ratio"], rel=1e-4)
+
+
+def test_calibrate_rule_aims_that_none_meets_says_how_far_in_an_error_line(
+    tiny_generator, tiny_judge, tmp_path, main_py):
+  out = tmp_path / "cal"
+  result = main_py("calibrate", "--rule=aims", f"--model={tiny_generator}",
+                   f"--data={_csv(tmp_path / 'f.csv')}", f"--classifier={tiny_judge}",
+                   f"--out={out}", "--min_ssim=1", "--min_pair_accuracy=0",
+                   "--min_accuracy_vs_real=0", "--max_fd_ratio=1e9")
+  assert result.returncode == 2 and "Traceback" not in result.stderr
+  # Progress lines came before it: the error is the last line, and the only one.
+  lines = result.stderr.strip().splitlines()
+  assert [line for line in lines if line.startswith("error:")] == lines[-1:], result.stderr
+  assert "no edit gain meets SSIM >= 1" in result.stderr and "SSIM reaches 0." in \
+      result.stderr
+  assert not os.path.exists(out / "generator.keras")
+  report = open(out / "report.md").read()
+  assert "No combination meets every aim" in report
+  assert "the highest SSIM with the other aims met" in report
+  assert json.load(open(out / "calibration.json"))["gains"] is None
+
+
 @pytest.mark.parametrize("args,message", [
     (["--data=synthetic"], "calibrate needs real faces"),
     (["--model={tmp}", "--data={csv}"], "calibrate needs a Keras generator"),
@@ -170,12 +235,12 @@ def test_calibrate_bad_input_is_one_line(tmp_path, main_py, args, message):
       result.stderr
 
 
-def test_intensity_brings_the_edit_gain_in_with_the_expression():
+def test_intensity_brings_the_edit_gain_in_with_the_expression(random_residual_g):
   # With factors on G's edit, intensity a scales the edit toward t by 1 + a (g_t - 1): at
   # 0 the face is G's own reconstruction, as without factors (not the reconstruction
   # scaled by the factor of the emotion the face shows), at 1 the calibrated translation.
   from faceexpr_tf.photos import intensity  # pylint: disable=g-import-not-at-top
-  g = _tiny_residual_g(4)
+  g = random_residual_g(4)
   gain = np.asarray([0.5, 1.5, 1.0, 2.0], np.float32)
   gained = translators.KerasTranslator(models.with_edit_gain(g, gain), EMOTIONS, "gained")
   plain = translators.KerasTranslator(g, EMOTIONS, "plain")

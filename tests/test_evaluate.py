@@ -76,15 +76,6 @@ def _synthetic_csv(path, identities=6, seed=3):
   return str(path)
 
 
-@pytest.fixture(scope="module")
-def tiny_judge(tmp_path_factory):
-  from faceexpr_tf.evaluation import classifier as classifier_lib
-  path = str(tmp_path_factory.mktemp("judge") / "judge.keras")
-  keras.utils.set_random_seed(1)
-  classifier_lib.build_classifier(classifier_lib.ClassifierConfig(width=8)).save(path)
-  return path
-
-
 def test_evaluate_on_real_faces_writes_every_metric(run_dir, tiny_judge, tmp_path):
   csv = _synthetic_csv(tmp_path / "fer.csv")
   out = str(tmp_path / "report")

@@ -63,3 +63,12 @@ def test_kid_is_unbiased_on_one_distribution_and_positive_between_two():
   assert abs(same) < 3 * std + 1e-3
   shifted, _ = metrics.kid(a, b + 1.0, subsets=30, subset_size=200)
   assert shifted > 20 * max(abs(same), 1e-4)
+
+
+def test_frechet_distance_from_moments_is_the_same_distance():
+  rng = np.random.default_rng(3)
+  a, b = rng.normal(0, 1, (300, 6)), rng.normal(0.4, 1.3, (200, 6))
+  direct = metrics.frechet_distance(a, b)
+  moments = metrics.frechet_distance_moments(a.mean(0), np.cov(a, rowvar=False), b.mean(0),
+                                             np.cov(b, rowvar=False))
+  assert moments == pytest.approx(direct, rel=1e-10) and direct > 0.5

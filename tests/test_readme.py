@@ -79,7 +79,10 @@ SHORTEN = {
     "train_classifier": ["--epochs=1", "--width=4", "--batch_size=8", "--max_minutes=0",
                          "--synthetic_identities=16"],
     "evaluate": ["--eval_identities=8", "--eval_faces=8"],
-    "calibrate": [],
+    # On two dozen random faces no G meets issue 21's aims (--rule=aims would rightly stop
+    # with its error line, which test_calibrate checks): loosened, it runs to its generator.
+    "calibrate": ["--min_ssim=0", "--min_pair_accuracy=0", "--max_fd_ratio=1e9",
+                  "--min_accuracy_vs_real=0"],
     "export": ["--representative_count=16"],
     "translate": [],
     "benchmark": ["--bench_configs=demo", "--bench_precisions=float32", "--bench_steps=2"],

@@ -12,6 +12,12 @@ the factor g by which G's edit is best scaled, x + g (G(x, c) - x):
   translations, so no face meets its own translation); the g with the lowest distance
   is c's factor.
 
+That is the default rule, `--rule=realism`. `--rule=aims` instead chooses all the factors
+together: the combination that meets stated aims (`--min_ssim`, `--min_pair_accuracy`,
+`--max_fd_ratio`, `--min_accuracy_vs_real` of the judge's accuracy on real faces) with the lowest
+FD, scored as `evaluate` scores it (gain_search); when no combination meets them, it
+writes the report with how far each aim gets and says so in one line, no generator.
+
 It writes <out>/generator.keras: the same G with those factors as its `edit_gain`
 (models.Generator), which `evaluate`, `translate`, `serve` and `export` take like any
 .keras generator; generator.json beside it (the input's record, the factors and how they
@@ -32,6 +38,7 @@ from faceexpr_tf.data import data_flags
 from faceexpr_tf.data import loader
 from faceexpr_tf.data import visualize
 from faceexpr_tf.evaluation import evaluate
+from faceexpr_tf.evaluation import gain_search
 from faceexpr_tf.evaluation import metrics
 from faceexpr_tf.evaluation import scoring
 from faceexpr_tf.modeling import models
@@ -58,6 +65,24 @@ _OUT = flags.DEFINE_string("out", None, "Output folder (default: <run_dir>/calib
                            "reports/<model name>_calibrated).", flag_values=FLAGS)
 _SEED = flags.DEFINE_integer("seed", 0, "Fixes the halves the faces are split into.",
                              flag_values=FLAGS)
+_RULE = flags.DEFINE_enum("rule", "realism", ["realism", "aims"], "How the factors are "
+                          "chosen: 'realism', each emotion's closest to real faces of it; "
+                          "'aims', the most real combination that meets the aims below.",
+                          flag_values=FLAGS)
+_MIN_SSIM = flags.DEFINE_float("min_ssim", gain_search.Aims.min_ssim, "--rule=aims: mean "
+                               "SSIM of the translations with their inputs at least this.",
+                               lower_bound=0.0, upper_bound=1.0, flag_values=FLAGS)
+_MIN_PAIR = flags.DEFINE_float("min_pair_accuracy", gain_search.Aims.min_pair_accuracy,
+                               "--rule=aims: every (source, target) pair of emotions read as "
+                               "the target at least this often.", lower_bound=0.0,
+                               upper_bound=1.0, flag_values=FLAGS)
+_MAX_FD = flags.DEFINE_float("max_fd_ratio", gain_search.Aims.max_fd_ratio, "--rule=aims: "
+                             "FD of the translations at most this many times the "
+                             "real-vs-real floor.", lower_bound=0.0, flag_values=FLAGS)
+_MIN_VS_REAL = flags.DEFINE_float("min_accuracy_vs_real", gain_search.Aims.min_accuracy_vs_real,
+                                  "--rule=aims: target accuracy at least this many times the "
+                                  "judge's accuracy on the real faces.", lower_bound=0.0,
+                                  flag_values=FLAGS)
 
 # The factors tried: from half the edit to twice it.
 GRID = tuple(round(0.5 + 0.1 * i, 1) for i in range(16))
@@ -162,6 +187,82 @@ def _load(path: str, checkpoint):
                      "model": dataclasses.asdict(config.model)}, f"run dir {path}"
 
 
+def measure_aims(translator, judge: scoring.Judge, images: np.ndarray, labels: np.ndarray,
+                 aims: gain_search.Aims, grid=GRID, seed: int = 0) -> dict:
+  """--rule=aims: gain_search's most real combination of factors that meets `aims`, with
+  the scores of G's own edit (every factor 1) beside it.
+
+  Returns gain_search.search's dict plus "at_1" and "emotions" (G's names)."""
+  def progress(done, total):
+    if done % len(grid) == 0:
+      logging.info("measured %d of %d emotions at every factor", done // len(grid),
+                   total // len(grid))
+  measured = gain_search.measure(translator, judge, images, labels, grid, seed, progress)
+  found = gain_search.search(measured, aims)
+  found.update(at_1=gain_search.scores(measured, [1.0] * translator.num_classes),
+               emotions=list(translator.emotions))
+  return found
+
+
+def _row(emotions, label: str, s: dict) -> str:
+  source, target = (emotions[c] for c in s["lowest_pair_classes"])
+  return (f"| {label} | {', '.join(f'{g:g}' for g in s['gains'])} | "
+          f"{100 * s['target_accuracy']:.1f}% ({100 * s['judge_real_accuracy']:.1f}%) | "
+          f"{s['ssim']:.4f} | {100 * s['lowest_pair']:.1f}% ({source} -> {target}) | "
+          f"{s['fd_ratio']:.2f}x |")
+
+
+def aims_report_markdown(result: dict, source: str, data: str, judge_path: str) -> str:
+  emotions = result["emotions"]
+  aims = gain_search.Aims(**result["aims"])
+  lines = [f"# Edit gain calibration: {source}", "",
+           f"Faces of {data}, judged by `{judge_path}`. Rule `aims`: of every combination "
+           f"of factors ({', '.join(emotions)}), the lowest FD among those that meet "
+           f"{aims.describe()}; each scored as `evaluate` scores the G that carries it, on "
+           "these faces.", "",
+           "| factors | " + ", ".join(emotions) + " | target accuracy (judge on real) | "
+           "SSIM | lowest pair | FD / floor |", "|---|---|---|---|---|---|",
+           _row(emotions, "G's own edit", result["at_1"])]
+  if result["gains"] is not None:
+    lines.append(_row(emotions, "**chosen**", result["scores"]))
+    lines += ["", f"{result['candidates']} combinations meet the aims on expression and "
+              "identity; the chosen one is the most real of them.", "",
+              "![toward each emotion at factor 1 and at the chosen factor](gains.png)"]
+  else:
+    what = {"ssim": "the highest SSIM", "pair": "the highest lowest pair",
+            "accuracy": "the highest target accuracy", "fd": "the lowest FD"}
+    for aim, s in result["frontier"].items():
+      if s is not None:
+        lines.append(_row(emotions, f"{what[aim]} with the other aims met", s))
+    lines += ["", "**No combination meets every aim.** Each row above reaches one aim as far "
+              "as it goes while meeting the others (a missing row: not even that); loosen "
+              "one aim or calibrate another G."]
+  lines += ["", "Score the calibrated generator with `python main.py evaluate "
+            "--model=<this folder>/generator.keras ...`, on faces it was not calibrated on "
+            "where you have them.", ""]
+  return "\n".join(lines)
+
+
+def _short_of(result: dict) -> str:
+  """One line: how far each aim gets with the others met (aims_report_markdown's rows)."""
+  aims = gain_search.Aims(**result["aims"])
+  parts = []
+  for aim, s in result["frontier"].items():
+    if s is None:
+      continue
+    if aim == "ssim":
+      parts.append(f"SSIM reaches {s['ssim']:.4f} (aim {aims.min_ssim:g})")
+    elif aim == "pair":
+      parts.append(f"the lowest pair {100 * s['lowest_pair']:.1f}% (aim "
+                   f"{100 * aims.min_pair_accuracy:g}%)")
+    elif aim == "fd":
+      parts.append(f"FD {s['fd_ratio']:.2f}x (aim {aims.max_fd_ratio:g}x)")
+    else:
+      parts.append(f"target accuracy {100 * s['target_accuracy']:.1f}% (the judge on real "
+                   f"faces {100 * s['judge_real_accuracy']:.1f}%)")
+  return "; ".join(parts) or "no aim can be met with the others"
+
+
 def run():
   if _DATA.value == "synthetic":
     raise errors.UserError("--data: calibrate needs real faces (a fer2013 csv or an image "
@@ -178,22 +279,39 @@ def run():
   faces = loader.load_faces(_DATA.value, translator.emotions, split="validation",
                             usage=_USAGE.value.split(","), image_size=translator.image_size,
                             **_LABELS.loader_args())
-  logging.info("Calibrating %s on %d faces of %s with %s (%d factors per emotion)", source,
-               len(faces), faces.source, judge.path, len(GRID))
-  result = measure_gains(translator, judge, faces.images, faces.labels, seed=_SEED.value)
-  result.update(model=source, step=record.get("step"), data=faces.source, judge=judge.path,
-                usage=_USAGE.value, labels=_LABELS.labels.value, seed=_SEED.value)
-  gained = models.with_edit_gain(generator, result["gains"])
+  logging.info("Calibrating %s on %d faces of %s with %s (%d factors per emotion, rule %s)",
+               source, len(faces), faces.source, judge.path, len(GRID), _RULE.value)
   out_dir = _OUT.value or evaluate.default_out(_MODEL.value, "calibrated", "_calibrated")
+  if _RULE.value == "aims":
+    aims = gain_search.Aims(_MIN_SSIM.value, _MIN_PAIR.value, _MAX_FD.value,
+                            _MIN_VS_REAL.value)
+    result = measure_aims(translator, judge, faces.images, faces.labels, aims,
+                          seed=_SEED.value)
+    report = aims_report_markdown(result, source, faces.source, judge.path)
+  else:
+    result = measure_gains(translator, judge, faces.images, faces.labels, seed=_SEED.value)
+    report = report_markdown(result, source, faces.source, judge.path)
+  result.update(rule=_RULE.value, model=source, step=record.get("step"), data=faces.source,
+                judge=judge.path, usage=_USAGE.value, labels=_LABELS.labels.value,
+                seed=_SEED.value)
   os.makedirs(out_dir, exist_ok=True)
-  record.update(edit_gain=result["gains"], calibration={
-      **{k: result[k] for k in ("model", "data", "usage", "labels", "seed")},
-      "judge": _CLASSIFIER.value, "factors_tried": [GRID[0], GRID[-1], len(GRID)]})
-  path = pretrained.save_generator(gained, os.path.join(out_dir, "generator.keras"), record)
   with open(os.path.join(out_dir, "calibration.json"), "w") as f:
     json.dump(result, f, indent=2)
   with open(os.path.join(out_dir, "report.md"), "w") as f:
-    f.write(report_markdown(result, source, faces.source, judge.path))
+    f.write(report)
+  if result["gains"] is None:
+    raise errors.UserError(
+        f"--rule=aims: no edit gain meets {aims.describe()} on these faces: "
+        f"{_short_of(result)} ({os.path.join(out_dir, 'report.md')}); loosen one aim or "
+        "calibrate another G")
+  gained = models.with_edit_gain(generator, result["gains"])
+  calibration = {k: result[k] for k in ("model", "data", "usage", "labels", "seed", "rule")}
+  if _RULE.value == "aims":
+    calibration.update(aims=result["aims"], scores=result["scores"])
+  record.update(edit_gain=result["gains"], calibration={
+      **calibration, "judge": _CLASSIFIER.value,
+      "factors_tried": [GRID[0], GRID[-1], len(GRID)]})
+  path = pretrained.save_generator(gained, os.path.join(out_dir, "generator.keras"), record)
   gained_translator = translators.KerasTranslator(gained, record["emotions"], path)
   visualize.write_png(os.path.join(out_dir, "gains.png"), gains_figure(
       translator, gained_translator, faces.images, faces.labels, _SEED.value))

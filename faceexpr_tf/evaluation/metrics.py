@@ -4,7 +4,8 @@ Per image pair (images uint8 [N, H, W, 1] or float; `data_range` is the pixel sp
   l1, psnr, ssim (Wang et al. 2004: 11x11 Gaussian window, sigma 1.5, K1 0.01, K2 0.03),
   pixel_correlation (Pearson r of the pixels; -1 for an inverted face).
 Between two sets of feature vectors [N, D]:
-  frechet_distance (FID's formula on whatever features are given),
+  frechet_distance (FID's formula on whatever features are given; frechet_distance_moments
+  from each set's mean and covariance),
   kid (squared MMD with the cubic polynomial kernel, unbiased, averaged over subsets).
 """
 
@@ -63,7 +64,9 @@ def ssim(a, b, data_range: float = 255.0) -> np.ndarray:
   return out
 
 
-def _sqrtm_psd(matrix: np.ndarray) -> np.ndarray:
+def sqrtm_psd(matrix: np.ndarray) -> np.ndarray:
+  """The symmetric square root of a positive semi-definite matrix (negative round-off
+  eigenvalues clipped to 0)."""
   values, vectors = np.linalg.eigh((matrix + matrix.T) / 2)
   return (vectors * np.sqrt(np.clip(values, 0, None))) @ vectors.T
 
@@ -79,12 +82,18 @@ def frechet_distance(features_a, features_b) -> float:
     raise ValueError(f"feature sets must be [N, D] with equal D: {a.shape} vs {b.shape}")
   if len(a) < 2 or len(b) < 2:
     raise ValueError("each feature set needs at least 2 vectors")
-  mu_a, mu_b = a.mean(0), b.mean(0)
-  cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
-  root_a = _sqrtm_psd(cov_a)
-  middle = _sqrtm_psd(root_a @ cov_b @ root_a)
-  value = ((mu_a - mu_b) ** 2).sum() + np.trace(cov_a) + np.trace(cov_b) - 2 * np.trace(
-      middle)
+  return frechet_distance_moments(a.mean(0), np.cov(a, rowvar=False), b.mean(0),
+                                  np.cov(b, rowvar=False))
+
+
+def frechet_distance_moments(mu_a, cov_a, mu_b, cov_b, root_a=None) -> float:
+  """frechet_distance from each set's mean and covariance (`root_a`: C_a^1/2 when known,
+  for many sets compared with one)."""
+  root_a = sqrtm_psd(cov_a) if root_a is None else root_a
+  middle = root_a @ cov_b @ root_a
+  middle = np.linalg.eigvalsh((middle + middle.T) / 2)
+  value = ((mu_a - mu_b) ** 2).sum() + np.trace(cov_a) + np.trace(cov_b) - 2 * np.sqrt(
+      np.clip(middle, 0, None)).sum()
   return float(max(value, 0.0))
 
 
