@@ -61,7 +61,7 @@ NOT_RUN = {
            "workers on localhost",
     "python tools/faults.py": "about 30 launches of main.py (tens of minutes); "
                               "tests/test_faults.py runs the same code with 3 faults",
-    "mkdir -p runs/ferplus_w64_diffaug/checkpoints": "with the cp commands after it, hands "
+    "mkdir -p runs/ferplus_long/checkpoints": "with the cp commands after it, hands "
         "stage 1's step-3000 checkpoint to stage 2 of the shipped recipe; the shortened "
         "stage 1 here stops at step 2, so stage 2 runs from a fresh run dir instead",
     "cp": "as the mkdir above (the README copies files only there)",
@@ -81,8 +81,9 @@ SHORTEN = {
     "evaluate": ["--eval_identities=8", "--eval_faces=8"],
     # On two dozen random faces no G meets issue 21's aims (--rule=aims would rightly stop
     # with its error line, which test_calibrate checks): loosened, it runs to its generator.
+    # The shortened recipe stops at step 2: its newest checkpoint stands for step 6,000.
     "calibrate": ["--min_ssim=0", "--min_pair_accuracy=0", "--max_fd_ratio=1e9",
-                  "--min_accuracy_vs_real=0"],
+                  "--min_accuracy_vs_real=0", "--checkpoint=latest"],
     "export": ["--representative_count=16"],
     "translate": [],
     "benchmark": ["--bench_configs=demo", "--bench_precisions=float32", "--bench_steps=2"],

@@ -260,7 +260,7 @@ def _short_of(result: dict) -> str:
     else:
       parts.append(f"target accuracy {100 * s['target_accuracy']:.1f}% (the judge on real "
                    f"faces {100 * s['judge_real_accuracy']:.1f}%)")
-  return "; ".join(parts) or "no aim can be met with the others"
+  return "; ".join(parts) or "no three of the aims can be met together"
 
 
 def run():
