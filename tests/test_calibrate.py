@@ -102,7 +102,7 @@ def test_scale_edit_is_what_the_gained_generator_computes():
   onehot = np.eye(4, dtype=np.float32)
   plain = np.asarray(g(x, onehot))
   gained = models.with_edit_gain(g, (1.4, 1.4, 1.4, 1.4))
-  np.testing.assert_array_equal(calibrate.scale_edit(x, plain, 1.4),
+  np.testing.assert_array_equal(gain_search.scale_edit(x, plain, 1.4),
                                 translators.to_uint8(np.asarray(gained(x, onehot))))
 
 
@@ -254,7 +254,7 @@ def test_intensity_brings_the_edit_gain_in_with_the_expression(random_residual_g
     ramp = (1 + alpha * (gain[targets] - 1))[:, None, None, None]
     np.testing.assert_array_equal(
         intensity.translate(gained, faces, targets, alpha, source),
-        calibrate.scale_edit(x, moved, 1.0) if alpha == 0 else translators.to_uint8(
+        gain_search.scale_edit(x, moved, 1.0) if alpha == 0 else translators.to_uint8(
             np.clip(x + ramp * (moved - x), -1, 1)))
   np.testing.assert_array_equal(intensity.translate(plain, faces, targets, 0.0, source),
                                 intensity.translate(gained, faces, targets, 0.0, source))

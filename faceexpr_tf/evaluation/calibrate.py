@@ -90,12 +90,6 @@ GRID = tuple(round(0.5 + 0.1 * i, 1) for i in range(16))
 MIN_FACES = 10
 
 
-def scale_edit(images_f32: np.ndarray, translated_f32: np.ndarray, gain: float) -> np.ndarray:
-  """x + gain (G(x, c) - x) as uint8, exactly as models.Generator applies edit_gain."""
-  return translators.to_uint8(np.clip(images_f32 + gain * (translated_f32 - images_f32),
-                                      -1.0, 1.0))
-
-
 def measure_gains(translator, judge: scoring.Judge, images: np.ndarray, labels: np.ndarray,
                   grid=GRID, seed: int = 0) -> dict:
   """Per emotion of `translator` (a Keras one, without edit_gain), the edit factor whose
@@ -123,8 +117,8 @@ def measure_gains(translator, judge: scoring.Judge, images: np.ndarray, labels: 
     x = translators.to_model_range(images[src])
     moved = translator.forward_labels(x, np.eye(translator.num_classes, dtype=np.float32)[
         np.full(len(src), c)])
-    curve = [[float(g), metrics.frechet_distance(real, judge(scale_edit(x, moved, g))[0]) / floor]
-             for g in grid]
+    curve = [[float(g), metrics.frechet_distance(
+        real, judge(gain_search.scale_edit(x, moved, g))[0]) / floor] for g in grid]
     # The lowest distance; between equals, the factor nearest 1 (the least change to G).
     best = min(curve, key=lambda point: (point[1], abs(point[0] - 1.0)))
     at_1 = [r for g, r in curve if g == 1.0]

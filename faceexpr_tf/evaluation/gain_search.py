@@ -38,6 +38,12 @@ from faceexpr_tf.serving import translators
 MAX_FD_EVALUATIONS = 20000
 
 
+def scale_edit(images_f32: np.ndarray, translated_f32: np.ndarray, gain: float) -> np.ndarray:
+  """x + gain (G(x, c) - x) as uint8, exactly as models.Generator applies edit_gain."""
+  return translators.to_uint8(np.clip(images_f32 + gain * (translated_f32 - images_f32),
+                                      -1.0, 1.0))
+
+
 @dataclasses.dataclass(frozen=True)
 class Aims:
   """What a calibrated G must reach on the calibration faces (issue 21's aims by default):
@@ -77,8 +83,8 @@ def measure(translator, judge, images: np.ndarray, labels: np.ndarray, grid,
             seed: int = 0, progress=None) -> Measured:
   """Translates every face toward each other judged emotion and measures each factor.
 
-  `translator` is a Keras one without an edit gain (calibrate.scale_edit applies the
-  factor as the gained G would); faces, halves and realism picks are scoring.score's."""
+  `translator` is a Keras one without an edit gain (scale_edit applies the factor as the
+  gained G would); faces, halves and realism picks are scoring.score's."""
   to_judge = scoring._to_judge(judge, translator)
   classes = scoring._judged(to_judge)
   kept = np.flatnonzero(np.isin(labels, classes))
@@ -97,8 +103,9 @@ def measure(translator, judge, images: np.ndarray, labels: np.ndarray, grid,
   in_realism[target[from_b], idx[from_b]] = True
   d = feats_real.shape[1]
   out = Measured(
-      grid=tuple(grid), num_classes=translator.num_classes, classes=classes, hits=np.zeros((k, f, k), np.int64),
-      counts=np.zeros((k, k), np.int64), ssim_sum=np.zeros((k, f)),
+      grid=tuple(grid), num_classes=translator.num_classes, classes=classes,
+      hits=np.zeros((k, f, k), np.int64), counts=np.zeros((k, k), np.int64),
+      ssim_sum=np.zeros((k, f)),
       feature_sum=np.zeros((k, f, d)), feature_outer=np.zeros((k, f, d, d)),
       realism_count=in_realism.sum(1), real_mean=feats_real[half_a].mean(0),
       real_cov=np.cov(feats_real[half_a], rowvar=False),
@@ -113,7 +120,7 @@ def measure(translator, judge, images: np.ndarray, labels: np.ndarray, grid,
         len(x[i:i + 256]), c)]) for i in range(0, len(x), 256)] or [x[:0]])
     picked = in_realism[t, src]
     for j, g in enumerate(grid):
-      scaled = translators.to_uint8(np.clip(x + g * (moved - x), -1.0, 1.0))
+      scaled = scale_edit(x, moved, g)
       feats, logits = judge(scaled)
       hit = logits.argmax(-1) == to_judge[c]
       out.hits[t, j] = np.bincount(position[src][hit], minlength=k)
