@@ -92,15 +92,11 @@ def measure(translator, judge, images: np.ndarray, labels: np.ndarray, grid,
   feats_real, logits_real = judge(images)
   k, f = len(classes), len(grid)
   position = np.searchsorted(classes, labels)   # the face's emotion among `classes`
-  # scoring.score's realism set: translations of half b, in half a's mix of emotions.
-  idx = np.repeat(np.arange(len(images)), k - 1)
-  target = (position[idx] + np.tile(np.arange(1, k), len(images))) % k
-  order = np.random.default_rng(seed).permutation(len(images))
-  half_a, half_b = order[:len(order) // 2], order[len(order) // 2:]
-  from_b = np.flatnonzero(np.isin(idx, half_b))
-  from_b = from_b[scoring.matched_mix(classes[target[from_b]], labels[half_a], seed)]
+  # scoring.score's realism set, as (target position, face) marks.
+  idx, target = scoring.every_other_pairs(labels, classes)
+  half_a, _, picks = scoring.realism_set(idx, target, labels, seed)
   in_realism = np.zeros((k, len(images)), bool)
-  in_realism[target[from_b], idx[from_b]] = True
+  in_realism[np.searchsorted(classes, target[picks]), idx[picks]] = True
   d = feats_real.shape[1]
   out = Measured(
       grid=tuple(grid), num_classes=translator.num_classes, classes=classes,

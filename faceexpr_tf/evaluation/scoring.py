@@ -116,19 +116,39 @@ class Translations:
   cycled: np.ndarray | None = None  # uint8 [M, S, S, 1]: G(G(x, c), c_org)
 
 
+def every_other_pairs(labels: np.ndarray, classes: np.ndarray):
+  """(face index [M], target class id [M] int32): each face paired with every other class of
+  `classes` (sorted class ids, every label among them), as translate_to_every_other
+  translates them."""
+  m = len(classes)
+  position = np.searchsorted(classes, labels)
+  if len(labels) and not np.array_equal(classes[np.minimum(position, m - 1)], labels):
+    raise ValueError(f"labels outside the translated classes {classes.tolist()}")
+  idx = np.repeat(np.arange(len(labels)), m - 1)
+  # The m-1 targets of a face at position p are positions p+1, ..., p+m-1 (mod m).
+  shift = np.tile(np.arange(1, m), len(labels))
+  return idx, classes[(position[idx] + shift) % m].astype(np.int32)
+
+
+def realism_set(sources: np.ndarray, targets: np.ndarray, labels: np.ndarray,
+                seed: int = 0):
+  """(half_a, half_b, picks): the faces split in two halves (fixed by seed), and the
+  indices into the translations (face index `sources`, class `targets`) that realism
+  compares with the real faces of half a: translations of half b only, so that no real
+  face meets its own translation (real_floor compares the same halves), drawn in half
+  a's mix of emotions (matched_mix)."""
+  order = np.random.default_rng(seed).permutation(len(labels))
+  half_a, half_b = order[:len(order) // 2], order[len(order) // 2:]
+  from_b = np.flatnonzero(np.isin(sources, half_b))
+  return half_a, half_b, from_b[matched_mix(targets[from_b], labels[half_a], seed)]
+
+
 def translate_to_every_other(translator, images: np.ndarray, labels: np.ndarray,
                              cycle: bool = True, progress=None, classes=None) -> Translations:
   """Each face translated to every other class of `classes` (sorted G class ids, every
   label among them; default all of G's)."""
   classes = np.arange(translator.num_classes) if classes is None else np.asarray(classes)
-  m = len(classes)
-  position = np.searchsorted(classes, labels)
-  if len(labels) and not np.array_equal(classes[np.minimum(position, m - 1)], labels):
-    raise ValueError(f"labels outside the translated classes {classes.tolist()}")
-  idx = np.repeat(np.arange(len(images)), m - 1)
-  # The m-1 targets of a face at position p are positions p+1, ..., p+m-1 (mod m).
-  shift = np.tile(np.arange(1, m), len(images))
-  target = classes[(position[idx] + shift) % m].astype(np.int32)
+  idx, target = every_other_pairs(labels, classes)
   out = np.empty((len(idx),) + images.shape[1:], np.uint8)
   back = np.empty_like(out) if cycle else None
   chunk = 256
@@ -215,13 +235,7 @@ def score(translator, judge: Judge, images: np.ndarray, labels: np.ndarray, *,
   l1 = metrics.l1(images[tr.source], tr.images) / 255
   psnr = metrics.psnr(images[tr.source], tr.images)
   floor = real_floor(feats_real, seed)
-  # Translations of one half against the real faces of the other half, so that no real
-  # face is compared with its own translation (the floor compares the same halves).
-  order = np.random.default_rng(seed).permutation(len(images))
-  half_a, half_b = order[:len(order) // 2], order[len(order) // 2:]
-  # ... with the emotions of the translations in the same mix as those of the real faces.
-  from_b = np.flatnonzero(np.isin(tr.source, half_b))
-  from_b = from_b[matched_mix(tr.target[from_b], labels[half_a], seed)]
+  half_a, half_b, from_b = realism_set(tr.source, tr.target, labels, seed)
   fd = metrics.frechet_distance(feats_real[half_a], feats_fake[from_b])
   kid, kid_std = metrics.kid(feats_real[half_a], feats_fake[from_b], seed=seed)
   # How strongly each emotion reads: the judge's median probability of it in translations
